@@ -1,0 +1,1458 @@
+
+/*
+ * ngx_http_rate_limit_module: request limits shared by every worker of every
+ * nginx host through Redis.
+ *
+ * This file is the C shim: the module, its directives and their merge, the
+ * access handler, the variables and the rejection response.  Redis, the
+ * limit script and the parsing of values live in the C++ core behind
+ * rl_api.h; the core's event loop is nginx's (rl_ngx_loop.cpp).
+ *
+ * A request's life: the access handler (first in the access phase, after
+ * realip, before auth_basic and access) builds one Redis key per limit and
+ * starts one check for all of them; it returns NGX_AGAIN.  The core calls
+ * ngx_http_rate_limit_done() with the verdict, which stores it and posts the
+ * request's write event; the phase engine then calls the handler again and
+ * it returns the verdict.  The per-request state lives in a cleanup of the
+ * request pool, so an internal redirect finds it and never counts twice, and
+ * a request freed mid-check (client gone) cancels its check.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "rl_api.h"
+#include "rl_ngx_loop.h"
+
+
+#define NGX_HTTP_RATE_LIMIT_FALLBACK_OPEN     0
+#define NGX_HTTP_RATE_LIMIT_FALLBACK_CLOSED   1
+
+
+/* $rate_limit_status values, in limit_req's naming */
+typedef enum {
+    NGX_HTTP_RATE_LIMIT_NONE = 0,
+    NGX_HTTP_RATE_LIMIT_PASSED,
+    NGX_HTTP_RATE_LIMIT_REJECTED,
+    NGX_HTTP_RATE_LIMIT_REJECTED_DRY_RUN,
+    NGX_HTTP_RATE_LIMIT_ERROR_ALLOWED,
+    NGX_HTTP_RATE_LIMIT_ERROR_REJECTED,
+    NGX_HTTP_RATE_LIMIT_SKIPPED
+} ngx_http_rate_limit_status_e;
+
+
+typedef enum {
+    NGX_HTTP_RATE_LIMIT_STATE_CHECKING = 0,
+    NGX_HTTP_RATE_LIMIT_STATE_DECIDED,     /* verdict stored, not returned */
+    NGX_HTTP_RATE_LIMIT_STATE_RETURNED
+} ngx_http_rate_limit_state_e;
+
+
+/* one "rate_limit" line */
+typedef struct {
+    ngx_str_t                    name;
+    ngx_uint_t                   requests;
+    ngx_msec_t                   window;          /* ms */
+    ngx_http_complex_value_t     key;
+
+    /* where the NAME was first defined, for the conflict message */
+    ngx_str_t                    file;
+    ngx_uint_t                   line;
+} ngx_http_rate_limit_t;
+
+
+typedef struct {
+    /* every rate_limit line of the http block, to keep NAMEs consistent */
+    ngx_array_t                  limits;         /* ngx_http_rate_limit_t */
+
+    ngx_str_t                    prefix;
+
+    ngx_flag_t                   redis_set;
+    ngx_str_t                    host;           /* numeric, NUL-terminated */
+    ngx_int_t                    port;
+    ngx_str_t                    unix_path;      /* NUL-terminated */
+    ngx_int_t                    db;
+    ngx_str_t                    username;       /* NUL-terminated or empty */
+    ngx_str_t                    password;
+    ngx_flag_t                   password_set;
+    ngx_msec_t                   connect_timeout;
+    ngx_msec_t                   timeout;
+
+    /* the worker's Redis client; NULL in the master and in nginx -t */
+    rl_loop_t                   *loop;
+    rl_client_t                 *client;
+} ngx_http_rate_limit_main_conf_t;
+
+
+typedef struct {
+    ngx_array_t                 *limits;         /* ngx_http_rate_limit_t */
+    ngx_uint_t                   fallback;
+    ngx_uint_t                   status_code;
+    ngx_uint_t                   log_level;
+    ngx_flag_t                   dry_run;
+} ngx_http_rate_limit_loc_conf_t;
+
+
+typedef struct {
+    ngx_http_request_t              *request;
+    ngx_http_rate_limit_loc_conf_t  *lcf;
+
+    /* in flight; NULL once the core called back or the check was refused */
+    rl_check_t                      *check;
+
+    ngx_http_rate_limit_state_e      state;
+    ngx_http_rate_limit_status_e     status;
+    ngx_int_t                        rc;         /* the handler's answer */
+
+    uint64_t                         remaining;
+    uint64_t                         reset;      /* seconds */
+    uint64_t                         retry_after;
+
+    /* the limits sent to Redis (empty keys left out) and their keys */
+    ngx_uint_t                       nlimits;
+    ngx_http_rate_limit_t           *limits[RL_MAX_LIMITS];
+    ngx_str_t                        keys[RL_MAX_LIMITS];
+} ngx_http_rate_limit_ctx_t;
+
+
+static ngx_int_t ngx_http_rate_limit_handler(ngx_http_request_t *r);
+static ngx_http_rate_limit_ctx_t *ngx_http_rate_limit_get_ctx(
+    ngx_http_request_t *r);
+static void ngx_http_rate_limit_cleanup(void *data);
+static void ngx_http_rate_limit_done(void *data, const rl_verdict_t *v);
+static void ngx_http_rate_limit_decide(ngx_http_rate_limit_ctx_t *ctx,
+    const rl_verdict_t *v);
+static void ngx_http_rate_limit_log_fallback(ngx_http_rate_limit_ctx_t *ctx,
+    const rl_verdict_t *v);
+static ngx_int_t ngx_http_rate_limit_respond(ngx_http_request_t *r,
+    ngx_http_rate_limit_ctx_t *ctx);
+static ngx_int_t ngx_http_rate_limit_send_rejection(ngx_http_request_t *r,
+    ngx_uint_t status);
+
+static ngx_int_t ngx_http_rate_limit_status_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_rate_limit_number_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+static void *ngx_http_rate_limit_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_rate_limit_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_rate_limit_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_rate_limit_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_rate_limit_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_rate_limit_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_rate_limit_set_status(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_rate_limit_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_rate_limit_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_rate_limit_init_process(ngx_cycle_t *cycle);
+static void ngx_http_rate_limit_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_enum_t  ngx_http_rate_limit_fallback[] = {
+    { ngx_string("open"), NGX_HTTP_RATE_LIMIT_FALLBACK_OPEN },
+    { ngx_string("closed"), NGX_HTTP_RATE_LIMIT_FALLBACK_CLOSED },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_rate_limit_log_levels[] = {
+    { ngx_string("info"), NGX_LOG_INFO },
+    { ngx_string("notice"), NGX_LOG_NOTICE },
+    { ngx_string("warn"), NGX_LOG_WARN },
+    { ngx_string("error"), NGX_LOG_ERR },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_rate_limit_commands[] = {
+
+    { ngx_string("rate_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_rate_limit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rate_limit_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_rate_limit_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rate_limit_key_prefix"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_rate_limit_main_conf_t, prefix),
+      NULL },
+
+    { ngx_string("rate_limit_fallback"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_rate_limit_set_enum,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_rate_limit_loc_conf_t, fallback),
+      &ngx_http_rate_limit_fallback },
+
+    { ngx_string("rate_limit_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_rate_limit_set_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_rate_limit_loc_conf_t, status_code),
+      NULL },
+
+    { ngx_string("rate_limit_log_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_rate_limit_set_enum,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_rate_limit_loc_conf_t, log_level),
+      &ngx_http_rate_limit_log_levels },
+
+    { ngx_string("rate_limit_dry_run"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_rate_limit_loc_conf_t, dry_run),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_rate_limit_module_ctx = {
+    ngx_http_rate_limit_add_variables,     /* preconfiguration */
+    ngx_http_rate_limit_init,              /* postconfiguration */
+
+    ngx_http_rate_limit_create_main_conf,  /* create main configuration */
+    ngx_http_rate_limit_init_main_conf,    /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_rate_limit_create_loc_conf,   /* create location configuration */
+    ngx_http_rate_limit_merge_loc_conf     /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_rate_limit_module = {
+    NGX_MODULE_V1,
+    &ngx_http_rate_limit_module_ctx,       /* module context */
+    ngx_http_rate_limit_commands,          /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_rate_limit_init_process,      /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_rate_limit_exit_process,      /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_str_t  ngx_http_rate_limit_status_names[] = {
+    ngx_null_string,
+    ngx_string("PASSED"),
+    ngx_string("REJECTED"),
+    ngx_string("REJECTED_DRY_RUN"),
+    ngx_string("ERROR_ALLOWED"),
+    ngx_string("ERROR_REJECTED"),
+    ngx_string("SKIPPED")
+};
+
+
+#define NGX_HTTP_RATE_LIMIT_VAR_REMAINING  0
+#define NGX_HTTP_RATE_LIMIT_VAR_RESET      1
+
+static ngx_http_variable_t  ngx_http_rate_limit_vars[] = {
+
+    { ngx_string("rate_limit_status"), NULL,
+      ngx_http_rate_limit_status_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("rate_limit_remaining"), NULL,
+      ngx_http_rate_limit_number_variable,
+      NGX_HTTP_RATE_LIMIT_VAR_REMAINING, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("rate_limit_reset"), NULL,
+      ngx_http_rate_limit_number_variable,
+      NGX_HTTP_RATE_LIMIT_VAR_RESET, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static u_char  ngx_http_rate_limit_body[] = "Rate limit exceeded" CRLF;
+
+
+/* per worker: throttling of the per-request fallback lines */
+static time_t      ngx_http_rate_limit_fallback_logged;
+static ngx_uint_t  ngx_http_rate_limit_fallback_suppressed;
+
+
+static ngx_int_t
+ngx_http_rate_limit_handler(ngx_http_request_t *r)
+{
+    size_t                            len;
+    u_char                           *p;
+    ngx_str_t                         key;
+    ngx_uint_t                        i, n;
+    rl_check_t                       *check;
+    rl_verdict_t                      now;
+    rl_limit_arg_t                    args[RL_MAX_LIMITS];
+    ngx_pool_cleanup_t               *cln;
+    ngx_http_rate_limit_t            *limits;
+    ngx_http_rate_limit_ctx_t        *ctx;
+    ngx_http_rate_limit_loc_conf_t   *lcf;
+    ngx_http_rate_limit_main_conf_t  *mcf;
+
+    ctx = ngx_http_rate_limit_get_ctx(r);
+
+    if (ctx != NULL) {
+
+        switch (ctx->state) {
+
+        case NGX_HTTP_RATE_LIMIT_STATE_CHECKING:
+            return NGX_AGAIN;
+
+        case NGX_HTTP_RATE_LIMIT_STATE_DECIDED:
+            ctx->state = NGX_HTTP_RATE_LIMIT_STATE_RETURNED;
+            return ngx_http_rate_limit_respond(r, ctx);
+
+        default:
+            /* decided before an internal redirect: never count again */
+            return NGX_DECLINED;
+        }
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_rate_limit_module);
+
+    if (lcf->limits == NULL) {
+        return NGX_DECLINED;
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_rate_limit_module);
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_rate_limit_ctx_t));
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_http_rate_limit_ctx_t));
+    ctx->request = r;
+    ctx->lcf = lcf;
+    ctx->state = NGX_HTTP_RATE_LIMIT_STATE_RETURNED;
+
+    cln->handler = ngx_http_rate_limit_cleanup;
+
+    limits = lcf->limits->elts;
+    n = 0;
+
+    for (i = 0; i < lcf->limits->nelts; i++) {
+
+        if (ngx_http_complex_value(r, &limits[i].key, &key) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (key.len == 0) {
+            continue;
+        }
+
+        len = RL_MAX_REDIS_KEY(mcf->prefix.len, limits[i].name.len);
+
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        args[n].key = (char *) p;
+        args[n].key_len = rl_build_key((char *) p, (char *) mcf->prefix.data,
+                                       mcf->prefix.len, (char *) key.data,
+                                       key.len, (char *) limits[i].name.data,
+                                       limits[i].name.len);
+        args[n].requests = limits[i].requests;
+        args[n].window_ms = limits[i].window;
+
+        ctx->limits[n] = &limits[i];
+        ctx->keys[n] = key;
+        n++;
+    }
+
+    ctx->nlimits = n;
+
+    if (n == 0) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "rate limit: empty key, not limited");
+        ctx->status = NGX_HTTP_RATE_LIMIT_SKIPPED;
+        return NGX_DECLINED;
+    }
+
+    if (mcf->client == NULL) {
+        now.error = RL_ERR_CONNECT;
+        now.errstr = "no Redis client in this process";
+        ngx_http_rate_limit_decide(ctx, &now);
+        return ngx_http_rate_limit_respond(r, ctx);
+    }
+
+    check = rl_check_start(mcf->client, args, n, ngx_http_rate_limit_done,
+                           ctx, &now);
+
+    if (check == NULL) {
+        ngx_http_rate_limit_decide(ctx, &now);
+        return ngx_http_rate_limit_respond(r, ctx);
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "rate limit: checking %ui limit(s) in Redis", n);
+
+    ctx->check = check;
+    ctx->state = NGX_HTTP_RATE_LIMIT_STATE_CHECKING;
+
+    /* notice a client that leaves while Redis answers */
+    r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_AGAIN;
+}
+
+
+/*
+ * The per-request state is the data of a request pool cleanup rather than a
+ * module ctx: an internal redirect clears module ctxs but not the pool, and
+ * the state must survive it so that a request is counted once.
+ */
+static ngx_http_rate_limit_ctx_t *
+ngx_http_rate_limit_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_rate_limit_cleanup) {
+            return cln->data;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the request is going away: a reply that comes later is dropped */
+static void
+ngx_http_rate_limit_cleanup(void *data)
+{
+    ngx_http_rate_limit_ctx_t  *ctx = data;
+
+    if (ctx->check) {
+        rl_check_cancel(ctx->check);
+        ctx->check = NULL;
+    }
+}
+
+
+/* called by the core, from the event loop, once per started check */
+static void
+ngx_http_rate_limit_done(void *data, const rl_verdict_t *v)
+{
+    ngx_http_rate_limit_ctx_t  *ctx = data;
+
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    ctx->check = NULL;
+
+    ngx_http_rate_limit_decide(ctx, v);
+
+    ctx->state = NGX_HTTP_RATE_LIMIT_STATE_DECIDED;
+    r->read_event_handler = ngx_http_block_reading;
+
+    /* the phase engine resumes the request and calls the handler again */
+    ngx_post_event(r->connection->write, &ngx_posted_events);
+}
+
+
+static void
+ngx_http_rate_limit_decide(ngx_http_rate_limit_ctx_t *ctx,
+    const rl_verdict_t *v)
+{
+    uint64_t                         retry, remaining;
+    ngx_uint_t                       i;
+    ngx_log_t                       *log;
+    ngx_http_rate_limit_t           *limit;
+    const rl_limit_result_t         *res;
+    ngx_http_rate_limit_loc_conf_t  *lcf;
+
+    lcf = ctx->lcf;
+    log = ctx->request->connection->log;
+
+    if (v->error != RL_OK || v->nlimits != ctx->nlimits) {
+        ngx_http_rate_limit_log_fallback(ctx, v);
+
+        if (lcf->fallback == NGX_HTTP_RATE_LIMIT_FALLBACK_OPEN) {
+            ctx->status = NGX_HTTP_RATE_LIMIT_ERROR_ALLOWED;
+            ctx->rc = NGX_DECLINED;
+
+        } else {
+            ctx->status = NGX_HTTP_RATE_LIMIT_ERROR_REJECTED;
+            ctx->rc = NGX_HTTP_SERVICE_UNAVAILABLE;
+        }
+
+        return;
+    }
+
+    /* $rate_limit_remaining and _reset follow the tightest limit */
+    remaining = (uint64_t) -1;
+    retry = 0;
+
+    for (i = 0; i < v->nlimits; i++) {
+        res = &v->limits[i];
+        limit = ctx->limits[i];
+
+        if (res->remaining < remaining) {
+            remaining = res->remaining;
+            ctx->reset = (res->reset_ms + 999) / 1000;
+        }
+
+        if (v->allowed) {
+            ngx_log_error(NGX_LOG_INFO, log, 0,
+                          "rate limit check passed for %V. "
+                          "Attempts: %uL/%ui, Remaining: %uL",
+                          &ctx->keys[i], res->count, limit->requests,
+                          res->remaining);
+            continue;
+        }
+
+        if (res->retry_ms == 0) {
+            continue;
+        }
+
+        if (res->retry_ms > retry) {
+            retry = res->retry_ms;
+        }
+
+        ngx_log_error(lcf->log_level, log, 0,
+                      "Rate limit exceeded for IP %V on %V endpoint. "
+                      "Attempts: %uL/%ui%s",
+                      &ctx->keys[i], &limit->name, res->count,
+                      limit->requests, lcf->dry_run ? ", dry run" : "");
+    }
+
+    ctx->remaining = remaining;
+
+    if (v->allowed) {
+        ctx->status = NGX_HTTP_RATE_LIMIT_PASSED;
+        ctx->rc = NGX_DECLINED;
+        return;
+    }
+
+    ctx->retry_after = rl_retry_after_sec(retry);
+
+    if (ctx->reset < ctx->retry_after) {
+        ctx->reset = ctx->retry_after;
+    }
+
+    if (lcf->dry_run) {
+        ctx->status = NGX_HTTP_RATE_LIMIT_REJECTED_DRY_RUN;
+        ctx->rc = NGX_DECLINED;
+        return;
+    }
+
+    ctx->status = NGX_HTTP_RATE_LIMIT_REJECTED;
+    ctx->rc = lcf->status_code;
+}
+
+
+/*
+ * One line a second per worker while Redis cannot answer, with the number
+ * of lines left out since the last one.
+ */
+static void
+ngx_http_rate_limit_log_fallback(ngx_http_rate_limit_ctx_t *ctx,
+    const rl_verdict_t *v)
+{
+    time_t               now;
+    ngx_uint_t           suppressed, level;
+    const char          *action, *why;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    now = ngx_time();
+
+    if (now == ngx_http_rate_limit_fallback_logged) {
+        ngx_http_rate_limit_fallback_suppressed++;
+        return;
+    }
+
+    suppressed = ngx_http_rate_limit_fallback_suppressed;
+    ngx_http_rate_limit_fallback_logged = now;
+    ngx_http_rate_limit_fallback_suppressed = 0;
+
+    if (ctx->lcf->fallback == NGX_HTTP_RATE_LIMIT_FALLBACK_OPEN) {
+        action = "Allowing";
+        level = NGX_LOG_WARN;
+
+    } else {
+        action = "Rejecting";
+        level = NGX_LOG_ERR;
+    }
+
+    why = v->error != RL_OK ? rl_error_name(v->error) : "reply";
+
+    if (suppressed) {
+        ngx_log_error(level, r->connection->log, 0,
+                      "Rate limiting unavailable (Redis down). "
+                      "%s request from %V (%s: %s; %ui similar lines "
+                      "suppressed)",
+                      action, &r->connection->addr_text, why,
+                      v->errstr ? v->errstr : "", suppressed);
+        return;
+    }
+
+    ngx_log_error(level, r->connection->log, 0,
+                  "Rate limiting unavailable (Redis down). "
+                  "%s request from %V (%s: %s)",
+                  action, &r->connection->addr_text, why,
+                  v->errstr ? v->errstr : "");
+}
+
+
+static ngx_int_t
+ngx_http_rate_limit_respond(ngx_http_request_t *r,
+    ngx_http_rate_limit_ctx_t *ctx)
+{
+    ngx_uint_t                 i;
+    ngx_table_elt_t           *h;
+    ngx_http_err_page_t       *err_page;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (ctx->rc == NGX_DECLINED
+        || ctx->status != NGX_HTTP_RATE_LIMIT_REJECTED)
+    {
+        return ctx->rc;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->value.data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (h->value.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    h->value.len = ngx_sprintf(h->value.data, "%uL", ctx->retry_after)
+                   - h->value.data;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    /* the operator's own error_page for the status takes over the body */
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->error_pages) {
+        err_page = clcf->error_pages->elts;
+
+        for (i = 0; i < clcf->error_pages->nelts; i++) {
+            if (err_page[i].status == (ngx_int_t) ctx->rc) {
+                return ctx->rc;
+            }
+        }
+    }
+
+    return ngx_http_rate_limit_send_rejection(r, ctx->rc);
+}
+
+
+static ngx_int_t
+ngx_http_rate_limit_send_rejection(ngx_http_request_t *r, ngx_uint_t status)
+{
+    ngx_int_t    rc;
+    ngx_buf_t   *b;
+    ngx_chain_t  out;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = sizeof(ngx_http_rate_limit_body) - 1;
+    ngx_str_set(&r->headers_out.content_type, "text/plain");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = ngx_http_rate_limit_body;
+    b->last = ngx_http_rate_limit_body + sizeof(ngx_http_rate_limit_body) - 1;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc != NGX_ERROR && rc <= NGX_OK && !r->header_only) {
+        rc = ngx_http_output_filter(r, &out);
+    }
+
+    /* finalized here, so the access phase stops without a second answer */
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_rate_limit_status_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_rate_limit_ctx_t  *ctx;
+
+    ctx = ngx_http_rate_limit_get_ctx(r);
+
+    if (ctx == NULL || ctx->status == NGX_HTTP_RATE_LIMIT_NONE) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = ngx_http_rate_limit_status_names[ctx->status].len;
+    v->data = ngx_http_rate_limit_status_names[ctx->status].data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_rate_limit_number_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                     *p;
+    ngx_http_rate_limit_ctx_t  *ctx;
+
+    ctx = ngx_http_rate_limit_get_ctx(r);
+
+    if (ctx == NULL
+        || (ctx->status != NGX_HTTP_RATE_LIMIT_PASSED
+            && ctx->status != NGX_HTTP_RATE_LIMIT_REJECTED
+            && ctx->status != NGX_HTTP_RATE_LIMIT_REJECTED_DRY_RUN))
+    {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%uL",
+                         data == NGX_HTTP_RATE_LIMIT_VAR_REMAINING
+                         ? ctx->remaining : ctx->reset)
+             - p;
+    v->data = p;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_rate_limit_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_rate_limit_main_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_rate_limit_main_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->prefix = { 0, NULL };
+     *     conf->redis_set = 0;
+     *     conf->host = { 0, NULL };
+     *     conf->unix_path = { 0, NULL };
+     *     conf->username = { 0, NULL };
+     *     conf->password = { 0, NULL };
+     *     conf->password_set = 0;
+     *     conf->db = 0;
+     *     conf->loop = NULL;
+     *     conf->client = NULL;
+     */
+
+    if (ngx_array_init(&conf->limits, cf->pool, 4,
+                       sizeof(ngx_http_rate_limit_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    conf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    conf->timeout = NGX_CONF_UNSET_MSEC;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_rate_limit_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_rate_limit_main_conf_t  *mcf = conf;
+
+    ngx_http_rate_limit_t  *first;
+
+    if (mcf->prefix.data == NULL) {
+        ngx_str_set(&mcf->prefix, "rate_limit");
+    }
+
+    if (mcf->prefix.len == 0 || mcf->prefix.len > 128) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "invalid value \"%V\" in \"rate_limit_key_prefix\" "
+                      "directive, it must be 1 to 128 bytes long",
+                      &mcf->prefix);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_init_msec_value(mcf->connect_timeout, 100);
+    ngx_conf_init_msec_value(mcf->timeout, 50);
+
+    if (mcf->limits.nelts && !mcf->redis_set) {
+        first = mcf->limits.elts;
+
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"rate_limit\" is used in %V:%ui but no "
+                      "\"rate_limit_redis\" is set in the http block",
+                      &first[0].file, first[0].line);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_rate_limit_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_rate_limit_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_rate_limit_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    conf->limits = NGX_CONF_UNSET_PTR;
+    conf->fallback = NGX_CONF_UNSET_UINT;
+    conf->status_code = NGX_CONF_UNSET_UINT;
+    conf->log_level = NGX_CONF_UNSET_UINT;
+    conf->dry_run = NGX_CONF_UNSET;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_rate_limit_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_rate_limit_loc_conf_t *prev = parent;
+    ngx_http_rate_limit_loc_conf_t *conf = child;
+
+    /* as limit_req: the inner level's lines replace the outer level's */
+    ngx_conf_merge_ptr_value(conf->limits, prev->limits, NULL);
+
+    ngx_conf_merge_uint_value(conf->fallback, prev->fallback,
+                              NGX_HTTP_RATE_LIMIT_FALLBACK_OPEN);
+    ngx_conf_merge_uint_value(conf->status_code, prev->status_code,
+                              NGX_HTTP_TOO_MANY_REQUESTS);
+    ngx_conf_merge_uint_value(conf->log_level, prev->log_level, NGX_LOG_WARN);
+    ngx_conf_merge_value(conf->dry_run, prev->dry_run, 0);
+
+    return NGX_CONF_OK;
+}
+
+
+/* rate_limit NAME requests=N window=TIME [key=VALUE]; */
+static char *
+ngx_http_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_rate_limit_loc_conf_t  *lcf = conf;
+
+    uint64_t                           v;
+    ngx_str_t                         *value, key;
+    ngx_uint_t                         i;
+    ngx_http_rate_limit_t             *limit, *l, *known;
+    ngx_http_compile_complex_value_t   ccv;
+    ngx_http_rate_limit_main_conf_t   *mcf;
+
+    value = cf->args->elts;
+
+    if (!rl_valid_name((char *) value[1].data, value[1].len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid name \"%V\" in \"rate_limit\" directive, "
+                           "it may contain letters, digits, \"_\", \"-\" "
+                           "and \".\" only, 64 at most",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (lcf->limits == NGX_CONF_UNSET_PTR) {
+        lcf->limits = ngx_array_create(cf->pool, 2,
+                                       sizeof(ngx_http_rate_limit_t));
+        if (lcf->limits == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    l = lcf->limits->elts;
+
+    for (i = 0; i < lcf->limits->nelts; i++) {
+        if (l[i].name.len == value[1].len
+            && ngx_strncmp(l[i].name.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "rate limit \"%V\" is duplicate", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (lcf->limits->nelts == RL_MAX_LIMITS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many \"rate_limit\" directives on one level, "
+                           "%d at most", RL_MAX_LIMITS);
+        return NGX_CONF_ERROR;
+    }
+
+    limit = ngx_array_push(lcf->limits);
+    if (limit == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(limit, sizeof(ngx_http_rate_limit_t));
+    limit->name = value[1];
+    limit->file = cf->conf_file->file.name;
+    limit->line = cf->conf_file->line;
+
+    ngx_str_set(&key, "$remote_addr");
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "requests=", 9) == 0) {
+
+            if (limit->requests) {
+                goto duplicate;
+            }
+
+            if (rl_parse_requests((char *) value[i].data + 9,
+                                  value[i].len - 9, &v)
+                != 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid value \"%V\" in \"rate_limit\" "
+                                   "directive, requests must be a number "
+                                   "from 1 to %uL",
+                                   &value[i], (uint64_t) RL_REQUESTS_MAX);
+                return NGX_CONF_ERROR;
+            }
+
+            limit->requests = (ngx_uint_t) v;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "window=", 7) == 0) {
+
+            if (limit->window) {
+                goto duplicate;
+            }
+
+            if (rl_parse_duration_ms((char *) value[i].data + 7,
+                                     value[i].len - 7, &v)
+                != 0
+                || v < RL_WINDOW_MIN_MS || v > RL_WINDOW_MAX_MS)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid value \"%V\" in \"rate_limit\" "
+                                   "directive, window must be a time from "
+                                   "1s to 365d",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            limit->window = (ngx_msec_t) v;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
+
+            if (limit->key.value.data) {
+                goto duplicate;
+            }
+
+            key.data = value[i].data + 4;
+            key.len = value[i].len - 4;
+
+            if (key.len == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid value \"%V\" in \"rate_limit\" "
+                                   "directive, key must not be empty",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            /* marks key= as seen; compiled below */
+            limit->key.value = key;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"rate_limit\" "
+                           "directive", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (limit->requests == 0 || limit->window == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rate_limit\" directive \"%V\" must have "
+                           "\"requests=\" and \"window=\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+    ccv.cf = cf;
+    ccv.value = &key;
+    ccv.complex_value = &limit->key;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* one NAME is one budget: its parameters must agree everywhere */
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_rate_limit_module);
+    known = mcf->limits.elts;
+
+    for (i = 0; i < mcf->limits.nelts; i++) {
+        if (known[i].name.len != limit->name.len
+            || ngx_strncmp(known[i].name.data, limit->name.data,
+                           limit->name.len)
+               != 0)
+        {
+            continue;
+        }
+
+        if (known[i].requests != limit->requests
+            || known[i].window != limit->window)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "rate limit \"%V\" is already defined with "
+                               "requests=%ui window=%Mms in %V:%ui",
+                               &limit->name, known[i].requests,
+                               known[i].window, &known[i].file,
+                               known[i].line);
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    known = ngx_array_push(&mcf->limits);
+    if (known == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *known = *limit;
+
+    return NGX_CONF_OK;
+
+duplicate:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "duplicate parameter \"%V\" in \"rate_limit\" "
+                       "directive", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_rate_limit_copy_cstr(ngx_conf_t *cf, ngx_str_t *dst, u_char *src,
+    size_t len)
+{
+    dst->data = ngx_pnalloc(cf->pool, len + 1);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, src, len);
+    dst->data[len] = '\0';
+    dst->len = len;
+
+    return NGX_OK;
+}
+
+
+/*
+ * rate_limit_redis ADDRESS [db=N] [password=P] [username=U]
+ *                  [connect_timeout=T] [timeout=T];
+ *
+ * A host name is resolved here, at configuration time: hiredis would
+ * resolve it with a blocking getaddrinfo() in the worker.
+ */
+static char *
+ngx_http_rate_limit_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_rate_limit_main_conf_t  *mcf = conf;
+
+    size_t      len;
+    u_char      text[NGX_SOCKADDR_STRLEN];
+    uint64_t    ms;
+    ngx_str_t  *value, s;
+    ngx_int_t   n;
+    ngx_url_t   u;
+    ngx_uint_t  i;
+
+    if (mcf->redis_set) {
+        return "is duplicate";
+    }
+
+    mcf->redis_set = 1;
+    value = cf->args->elts;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            n = ngx_atoi(value[i].data + 3, value[i].len - 3);
+
+            if (n == NGX_ERROR || n > 1000000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid value \"%V\" in "
+                                   "\"rate_limit_redis\" directive, db must "
+                                   "be a database number", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            mcf->db = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            if (ngx_http_rate_limit_copy_cstr(cf, &mcf->password,
+                                              value[i].data + 9,
+                                              value[i].len - 9)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            mcf->password_set = 1;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "username=", 9) == 0) {
+            if (ngx_http_rate_limit_copy_cstr(cf, &mcf->username,
+                                              value[i].data + 9,
+                                              value[i].len - 9)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0
+            || ngx_strncmp(value[i].data, "timeout=", 8) == 0)
+        {
+            len = value[i].data[0] == 'c' ? 16 : 8;
+
+            if (rl_parse_duration_ms((char *) value[i].data + len,
+                                     value[i].len - len, &ms)
+                != 0
+                || ms == 0 || ms > 60000)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid value \"%V\" in "
+                                   "\"rate_limit_redis\" directive, it must "
+                                   "be a time from 1ms to 60s", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (len == 16) {
+                mcf->connect_timeout = (ngx_msec_t) ms;
+
+            } else {
+                mcf->timeout = (ngx_msec_t) ms;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "sentinel=", 9) == 0
+            || ngx_strncmp(value[i].data, "master=", 7) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "parameter \"%V\" of \"rate_limit_redis\" is "
+                               "not supported yet", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        s = value[i];
+
+        if (ngx_strlchr(s.data, s.data + s.len, '=') != NULL) {
+            /* never echo what may be a secret: name the parameter only */
+            s.len = ngx_strlchr(s.data, s.data + s.len, '=') - s.data + 1;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"rate_limit_redis\" "
+                           "directive", &s);
+        return NGX_CONF_ERROR;
+    }
+
+    if (mcf->username.len && !mcf->password_set) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rate_limit_redis\" directive has \"username=\" "
+                           "without \"password=\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (value[1].len > 5 && ngx_strncmp(value[1].data, "unix:", 5) == 0) {
+        if (ngx_http_rate_limit_copy_cstr(cf, &mcf->unix_path,
+                                          value[1].data + 5,
+                                          value[1].len - 5)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.url = value[1];
+    u.default_port = 6379;
+    u.no_resolve = 0;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid address \"%V\" in \"rate_limit_redis\" "
+                           "directive%s%s",
+                           &value[1], u.err ? ": " : "",
+                           u.err ? u.err : "");
+        return NGX_CONF_ERROR;
+    }
+
+    len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, text,
+                        NGX_SOCKADDR_STRLEN, 0);
+
+    if (ngx_http_rate_limit_copy_cstr(cf, &mcf->host, text, len) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->port = u.port ? u.port : 6379;
+
+    return NGX_CONF_OK;
+}
+
+
+/* an enum slot whose error names the directive and the allowed values */
+static char *
+ngx_http_rate_limit_set_enum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    u_char           *last, buf[128];
+    ngx_str_t        *value;
+    ngx_uint_t        i, *np;
+    ngx_conf_enum_t  *e;
+
+    np = (ngx_uint_t *) (p + cmd->offset);
+
+    if (*np != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    e = cmd->post;
+
+    for (i = 0; e[i].name.len != 0; i++) {
+        if (e[i].name.len == value[1].len
+            && ngx_strcasecmp(e[i].name.data, value[1].data) == 0)
+        {
+            *np = e[i].value;
+            return NGX_CONF_OK;
+        }
+    }
+
+    last = buf;
+
+    for (i = 0; e[i].name.len != 0; i++) {
+        last = ngx_slprintf(last, buf + sizeof(buf), "%s\"%V\"",
+                            i ? ", " : "", &e[i].name);
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\" directive, "
+                       "it must be one of %*s",
+                       &value[1], &cmd->name, last - buf, buf);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_rate_limit_set_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_rate_limit_loc_conf_t  *lcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (lcf->status_code != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n < 400 || n > 599) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive, "
+                           "it must be a status code from 400 to 599",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->status_code = (ngx_uint_t) n;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_rate_limit_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_rate_limit_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The handler is pushed last in the access phase, and the phase runs its
+ * handlers last-pushed first: a dynamic module's postconfiguration runs after
+ * every built-in module's, so the limit is checked before auth_basic,
+ * auth_request and access, and after realip (post-read and preaccess).
+ */
+static ngx_int_t
+ngx_http_rate_limit_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_rate_limit_handler;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_rate_limit_init_process(ngx_cycle_t *cycle)
+{
+    char                              err[256];
+    rl_redis_conf_t                   rc;
+    ngx_http_rate_limit_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_rate_limit_module);
+
+    if (mcf == NULL || mcf->limits.nelts == 0 || !mcf->redis_set) {
+        return NGX_OK;
+    }
+
+    mcf->loop = rl_ngx_loop_create(cycle->log);
+    if (mcf->loop == NULL) {
+        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                      "rate limit: no memory for the event loop adapter; "
+                      "every request gets the fallback answer");
+        return NGX_OK;
+    }
+
+    ngx_memzero(&rc, sizeof(rl_redis_conf_t));
+    rc.host = mcf->host.len ? (char *) mcf->host.data : NULL;
+    rc.port = (int) mcf->port;
+    rc.unix_path = mcf->unix_path.len ? (char *) mcf->unix_path.data : NULL;
+    rc.db = (int) mcf->db;
+    rc.username = mcf->username.len ? (char *) mcf->username.data : NULL;
+    rc.password = mcf->password_set ? (char *) mcf->password.data : NULL;
+    rc.connect_timeout_ms = mcf->connect_timeout;
+    rc.timeout_ms = mcf->timeout;
+
+    mcf->client = rl_client_create(mcf->loop, &rc, err, sizeof(err));
+
+    if (mcf->client == NULL) {
+        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                      "rate limit: cannot create the Redis client: %s; "
+                      "every request gets the fallback answer", err);
+    }
+
+    return NGX_OK;
+}
+
+
+/* before nginx looks for open sockets left: close the Redis connection */
+static void
+ngx_http_rate_limit_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_rate_limit_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_rate_limit_module);
+    if (mcf == NULL) {
+        return;
+    }
+
+    if (mcf->client) {
+        rl_client_destroy(mcf->client);
+        mcf->client = NULL;
+    }
+
+    if (mcf->loop) {
+        rl_ngx_loop_destroy(mcf->loop);
+        mcf->loop = NULL;
+    }
+}

@@ -1,0 +1,296 @@
+/*
+ * Pure domain logic: key building (bounded length), SHA-1, the script's
+ * reply decoded into a verdict, Retry-After arithmetic.
+ */
+
+#include "rl_limit.hpp"
+
+#include <cstring>
+
+
+namespace {
+
+inline uint32_t
+rol(uint32_t v, int n) noexcept
+{
+    return (v << n) | (v >> (32 - n));
+}
+
+
+/* FIPS 180-4 SHA-1; used for long keys and the script's digest only */
+class Sha1 {
+public:
+    void
+    update(const unsigned char *p, size_t len) noexcept
+    {
+        total_ += len;
+
+        while (len > 0) {
+            size_t  n = 64 - used_;
+
+            if (n > len) {
+                n = len;
+            }
+
+            std::memcpy(block_ + used_, p, n);
+            used_ += n;
+            p += n;
+            len -= n;
+
+            if (used_ == 64) {
+                compress();
+                used_ = 0;
+            }
+        }
+    }
+
+    void
+    final(unsigned char out[20]) noexcept
+    {
+        uint64_t       bits = total_ * 8;
+        unsigned char  pad = 0x80;
+
+        update(&pad, 1);
+
+        pad = 0;
+        while (used_ != 56) {
+            update(&pad, 1);
+        }
+
+        unsigned char  len[8];
+
+        for (int i = 0; i < 8; i++) {
+            len[i] = (unsigned char) (bits >> (56 - 8 * i));
+        }
+
+        update(len, 8);
+
+        for (int i = 0; i < 5; i++) {
+            out[4 * i] = (unsigned char) (h_[i] >> 24);
+            out[4 * i + 1] = (unsigned char) (h_[i] >> 16);
+            out[4 * i + 2] = (unsigned char) (h_[i] >> 8);
+            out[4 * i + 3] = (unsigned char) h_[i];
+        }
+    }
+
+private:
+    void
+    compress() noexcept
+    {
+        uint32_t  w[80];
+
+        for (int i = 0; i < 16; i++) {
+            w[i] = (uint32_t) block_[4 * i] << 24
+                   | (uint32_t) block_[4 * i + 1] << 16
+                   | (uint32_t) block_[4 * i + 2] << 8
+                   | (uint32_t) block_[4 * i + 3];
+        }
+
+        for (int i = 16; i < 80; i++) {
+            w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+        }
+
+        uint32_t  a = h_[0], b = h_[1], c = h_[2], d = h_[3], e = h_[4];
+
+        for (int i = 0; i < 80; i++) {
+            uint32_t  f, k;
+
+            if (i < 20) {
+                f = (b & c) | (~b & d);
+                k = 0x5a827999;
+
+            } else if (i < 40) {
+                f = b ^ c ^ d;
+                k = 0x6ed9eba1;
+
+            } else if (i < 60) {
+                f = (b & c) | (b & d) | (c & d);
+                k = 0x8f1bbcdc;
+
+            } else {
+                f = b ^ c ^ d;
+                k = 0xca62c1d6;
+            }
+
+            uint32_t  t = rol(a, 5) + f + e + k + w[i];
+
+            e = d;
+            d = c;
+            c = rol(b, 30);
+            b = a;
+            a = t;
+        }
+
+        h_[0] += a;
+        h_[1] += b;
+        h_[2] += c;
+        h_[3] += d;
+        h_[4] += e;
+    }
+
+    uint32_t       h_[5] = { 0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476,
+                             0xc3d2e1f0 };
+    unsigned char  block_[64] = {};
+    size_t         used_ = 0;
+    uint64_t       total_ = 0;
+};
+
+
+void
+sha1HexInto(const void *data, size_t len, char out[40]) noexcept
+{
+    static const char  hex[] = "0123456789abcdef";
+    unsigned char      md[20];
+    Sha1               sha;
+
+    sha.update(static_cast<const unsigned char *>(data), len);
+    sha.final(md);
+
+    for (int i = 0; i < 20; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 0xf];
+    }
+}
+
+
+bool
+fail(rl_verdict_t *v, const char *why) noexcept
+{
+    v->error = RL_ERR_REPLY;
+    v->errstr = why;
+    return false;
+}
+
+
+bool
+nonNegative(const redisReply *r) noexcept
+{
+    return r->type == REDIS_REPLY_INTEGER && r->integer >= 0;
+}
+
+} /* namespace */
+
+
+namespace rl {
+
+std::string
+sha1Hex(const void *data, size_t len)
+{
+    char  out[40];
+
+    sha1HexInto(data, len, out);
+    return std::string(out, sizeof(out));
+}
+
+
+/*
+ * The script returns { allowed, n, then for each limit: count, remaining,
+ * reset_ms, retry_ms }, all integers.
+ */
+bool
+decodeReply(const redisReply *reply, size_t n, rl_verdict_t *v) noexcept
+{
+    v->error = RL_OK;
+    v->errstr = nullptr;
+    v->allowed = 0;
+    v->nlimits = 0;
+
+    if (reply == nullptr) {
+        v->error = RL_ERR_CONNECT;
+        v->errstr = "connection lost";
+        return false;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        return fail(v, reply->str);
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || n == 0 || n > RL_MAX_LIMITS
+        || reply->elements != 2 + 4 * n)
+    {
+        return fail(v, "unexpected reply from the limit script");
+    }
+
+    for (size_t i = 0; i < reply->elements; i++) {
+        if (!nonNegative(reply->element[i])) {
+            return fail(v, "unexpected reply from the limit script");
+        }
+    }
+
+    long long  allowed = reply->element[0]->integer;
+
+    if (allowed > 1 || (size_t) reply->element[1]->integer != n) {
+        return fail(v, "unexpected reply from the limit script");
+    }
+
+    for (size_t i = 0; i < n; i++) {
+        redisReply        **e = reply->element + 2 + 4 * i;
+        rl_limit_result_t  *l = &v->limits[i];
+
+        l->count = (uint64_t) e[0]->integer;
+        l->remaining = (uint64_t) e[1]->integer;
+        l->reset_ms = (uint64_t) e[2]->integer;
+        l->retry_ms = (uint64_t) e[3]->integer;
+    }
+
+    v->allowed = (int) allowed;
+    v->nlimits = n;
+    return true;
+}
+
+} /* namespace rl */
+
+
+extern "C" size_t
+rl_build_key(char *buf, const char *prefix, size_t prefix_len,
+    const char *key, size_t key_len, const char *name, size_t name_len)
+    noexcept
+{
+    char  *p = buf;
+
+    std::memcpy(p, prefix, prefix_len);
+    p += prefix_len;
+    *p++ = ':';
+
+    if (key_len > RL_MAX_KEY_LEN) {
+        std::memcpy(p, "sha1:", 5);
+        p += 5;
+        sha1HexInto(key, key_len, p);
+        p += 40;
+
+    } else {
+        std::memcpy(p, key, key_len);
+        p += key_len;
+    }
+
+    *p++ = ':';
+    std::memcpy(p, name, name_len);
+    p += name_len;
+
+    return (size_t) (p - buf);
+}
+
+
+extern "C" uint64_t
+rl_retry_after_sec(uint64_t retry_ms) noexcept
+{
+    uint64_t  s = (retry_ms + 999) / 1000;
+
+    return s ? s : 1;
+}
+
+
+extern "C" const char *
+rl_error_name(rl_error_e err) noexcept
+{
+    switch (err) {
+    case RL_OK:          return "ok";
+    case RL_ERR_CONNECT: return "connect";
+    case RL_ERR_TIMEOUT: return "timeout";
+    case RL_ERR_AUTH:    return "auth";
+    case RL_ERR_REPLY:   return "reply";
+    case RL_ERR_BUSY:    return "busy";
+    }
+
+    return "unknown";
+}

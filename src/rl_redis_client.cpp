@@ -1,0 +1,736 @@
+/*
+ * The per-worker Redis client (see rl_redis_client.hpp for the states).
+ *
+ * Ownership: a check is allocated here when its command is queued in hiredis
+ * and freed here in that command's hiredis callback, which hiredis always
+ * calls exactly once (with a NULL reply when the context is freed).  The
+ * caller's callback is called at most once before that: on the reply, on the
+ * deadline, or when the connection is lost; a cancelled check only waits for
+ * its hiredis callback.  Nothing here holds on to a redisAsyncContext that
+ * hiredis has freed: ac_ is cleared in the connect and disconnect callbacks
+ * and before every redisAsyncFree().
+ */
+
+#include "rl_redis_client.hpp"
+#include "rl_limit.hpp"
+#include "rl_script.hpp"
+
+#include <cstdio>
+#include <cstring>
+#include <new>
+
+
+namespace rl {
+
+namespace {
+
+const char  kFallback[] = ". Using fallback mode.";
+
+
+void
+errorVerdict(rl_verdict_t *v, rl_error_e err, const char *why) noexcept
+{
+    v->error = err;
+    v->errstr = why;
+    v->allowed = 0;
+    v->nlimits = 0;
+}
+
+} /* namespace */
+
+
+RedisClient::RedisClient(Loop *loop, const rl_redis_conf_t *conf)
+    : loop_(loop),
+      host_(conf->host ? conf->host : ""),
+      port_(conf->port),
+      unixPath_(conf->unix_path ? conf->unix_path : ""),
+      db_(conf->db),
+      username_(conf->username ? conf->username : ""),
+      password_(conf->password ? conf->password : ""),
+      auth_(conf->password != nullptr),
+      connectTimeout_(conf->connect_timeout_ms),
+      timeout_(conf->timeout_ms)
+{
+    addr_ = unixPath_.empty() ? host_ + ":" + std::to_string(port_)
+                              : "unix:" + unixPath_;
+
+    deadlineTimer_ = loop_->createTimer(onDeadline, this, false);
+    connectTimer_ = loop_->createTimer(onConnectTimeout, this, true);
+    reconnectTimer_ = loop_->createTimer(onReconnect, this, true);
+
+    seed_ = loop_->nowMs() ^ reinterpret_cast<uintptr_t>(this);
+
+    connect();
+}
+
+
+RedisClient::~RedisClient()
+{
+    /* nobody listens any more: a worker is exiting */
+    for (Check *c = head_; c; c = c->next) {
+        c->done = nullptr;
+    }
+
+    deadlineTimer_->stop();
+    connectTimer_->stop();
+    reconnectTimer_->stop();
+
+    if (ac_) {
+        redisAsyncContext  *ac = ac_;
+
+        ac_ = nullptr;
+        redisAsyncFree(ac);
+    }
+}
+
+
+void
+RedisClient::connect() noexcept
+{
+    redisAsyncContext  *ac;
+
+    connected_ = false;
+    handshakePending_ = 0;
+    lostKind_ = RL_ERR_CONNECT;
+
+    ac = unixPath_.empty() ? redisAsyncConnect(host_.c_str(), port_)
+                           : redisAsyncConnectUnix(unixPath_.c_str());
+
+    if (ac == nullptr) {
+        failed(RL_ERR_CONNECT, "Failed to connect to Redis: ",
+               "out of memory");
+        return;
+    }
+
+    if (ac->err) {
+        std::string  why(ac->errstr);
+
+        redisAsyncFree(ac);
+        failed(RL_ERR_CONNECT, "Failed to connect to Redis: ", why.c_str());
+        return;
+    }
+
+    if (loop_->attach(ac) != REDIS_OK) {
+        redisAsyncFree(ac);
+        failed(RL_ERR_CONNECT, "Failed to connect to Redis: ",
+               "cannot watch the socket");
+        return;
+    }
+
+    ac->data = this;
+    redisAsyncSetConnectCallback(ac, onConnect);
+    redisAsyncSetDisconnectCallback(ac, onDisconnect);
+
+    ac_ = ac;
+    state_ = State::Connecting;
+    connectDeadline_ = loop_->nowMs() + connectTimeout_;
+    connectTimer_->start(connectTimeout_);
+
+    sendHandshake();
+}
+
+
+/*
+ * AUTH and SELECT are queued at once, ahead of any check: hiredis writes them
+ * when the socket connects, and Redis answers in order, so a check queued
+ * meanwhile never runs unauthenticated or on the wrong database.
+ */
+void
+RedisClient::sendHandshake() noexcept
+{
+    const char  *argv[3];
+    size_t       lens[3];
+    int          argc = 0;
+
+    if (auth_) {
+        argv[argc] = "AUTH";
+        lens[argc++] = 4;
+
+        if (!username_.empty()) {
+            argv[argc] = username_.data();
+            lens[argc++] = username_.size();
+        }
+
+        argv[argc] = password_.data();
+        lens[argc++] = password_.size();
+
+        if (redisAsyncCommandArgv(ac_, onHandshake, this, argc, argv, lens)
+            == REDIS_OK)
+        {
+            handshakePending_++;
+        }
+    }
+
+    if (db_ != 0) {
+        std::string  db = std::to_string(db_);
+
+        argv[0] = "SELECT";
+        lens[0] = 6;
+        argv[1] = db.c_str();
+        lens[1] = db.size();
+
+        if (redisAsyncCommandArgv(ac_, onHandshake, this, 2, argv, lens)
+            == REDIS_OK)
+        {
+            handshakePending_++;
+        }
+    }
+}
+
+
+void
+RedisClient::handshakeDone() noexcept
+{
+    char  msg[256];
+
+    connectTimer_->stop();
+    state_ = State::Ready;
+    failures_ = 0;
+    timeouts_ = 0;
+    lastError_.clear();
+
+    if (down_) {
+        down_ = false;
+        std::snprintf(msg, sizeof(msg),
+                      "Redis connection restored, rate limiting resumed "
+                      "(redis: %s)", addr_.c_str());
+        lastLogged_.clear();
+        loop_->log(RL_LOG_NOTICE, msg);
+
+    } else {
+        std::snprintf(msg, sizeof(msg), "connected to Redis (redis: %s)",
+                      addr_.c_str());
+        loop_->log(RL_LOG_INFO, msg);
+    }
+}
+
+
+/*
+ * The connection failed or was lost: Redis is now known to be down.  Checks
+ * get the fallback answer at once until a new connection is Ready.
+ */
+void
+RedisClient::failed(rl_error_e kind, const char *what, const char *why)
+    noexcept
+{
+    char  msg[512];
+
+    (void) kind;
+
+    connectTimer_->stop();
+    state_ = State::Down;
+    connected_ = false;
+    down_ = true;
+    failures_++;
+
+    lastError_ = why;
+
+    std::snprintf(msg, sizeof(msg), "%s%s%s (redis: %s)", what, why,
+                  kFallback, addr_.c_str());
+    logOnce(RL_LOG_ERR, msg);
+
+    reconnectTimer_->start(backoffMs());
+}
+
+
+/* log a Redis trouble line once, not again while it repeats */
+void
+RedisClient::logOnce(rl_log_level_e level, const char *msg) noexcept
+{
+    try {
+        if (lastLogged_ == msg) {
+            return;
+        }
+
+        lastLogged_ = msg;
+
+    } catch (...) {
+        /* logging without the memory of the last line is still logging */
+    }
+
+    loop_->log(level, msg);
+}
+
+
+/*
+ * The first retry comes within 100 ms, then the delay doubles up to 5 s;
+ * each delay is drawn from its upper half so that the workers of many hosts
+ * do not reconnect in step.
+ */
+uint64_t
+RedisClient::backoffMs() noexcept
+{
+    unsigned  shift = failures_ > 7 ? 6 : failures_ - 1;
+    uint64_t  base = 100ULL << shift;
+
+    if (base > 5000) {
+        base = 5000;
+    }
+
+    seed_ = seed_ * 6364136223846793005ULL + 1442695040888963407ULL;
+
+    return base / 2 + (seed_ >> 33) % (base / 2 + 1);
+}
+
+
+/*
+ * We give up on a connection hiredis still holds.  redisAsyncFree() runs the
+ * callbacks of every queued command with a NULL reply (deferred until the
+ * current callback returns when called from one); lostKind_ tells them why.
+ */
+void
+RedisClient::breakConnection(rl_error_e kind, const char *what,
+    const char *why) noexcept
+{
+    redisAsyncContext  *ac = ac_;
+    std::string         reason;
+
+    try {
+        reason = why;
+        lastError_ = reason;
+    } catch (...) {
+    }
+
+    ac_ = nullptr;
+    lostKind_ = kind;
+
+    if (ac) {
+        redisAsyncFree(ac);
+    }
+
+    failed(kind, what, reason.c_str());
+}
+
+
+Check *
+RedisClient::start(const rl_limit_arg_t *limits, size_t n,
+    rl_check_done_pt done, void *data, rl_verdict_t *now) noexcept
+{
+    Check  *c;
+
+    if (n == 0 || n > RL_MAX_LIMITS) {
+        errorVerdict(now, RL_ERR_REPLY, "bad number of limits");
+        return nullptr;
+    }
+
+    if (down_) {
+        errorVerdict(now, RL_ERR_CONNECT, "Redis down");
+        return nullptr;
+    }
+
+    if (inFlight_ >= kMaxInFlight) {
+        errorVerdict(now, RL_ERR_BUSY, "too many checks in flight");
+        return nullptr;
+    }
+
+    if (ac_ == nullptr) {
+        connect();
+
+        if (ac_ == nullptr) {
+            errorVerdict(now, RL_ERR_CONNECT, "Redis down");
+            return nullptr;
+        }
+    }
+
+    c = new (std::nothrow) Check();
+    if (c == nullptr) {
+        errorVerdict(now, RL_ERR_BUSY, "out of memory");
+        return nullptr;
+    }
+
+    try {
+        c->argv.reserve(3 + 3 * n);
+        c->argv.emplace_back("EVALSHA");
+        c->argv.emplace_back(slidingLogSha());
+        c->argv.emplace_back(std::to_string(n));
+
+        for (size_t i = 0; i < n; i++) {
+            c->argv.emplace_back(limits[i].key, limits[i].key_len);
+        }
+
+        for (size_t i = 0; i < n; i++) {
+            c->argv.emplace_back(std::to_string(limits[i].requests));
+            c->argv.emplace_back(std::to_string(limits[i].window_ms));
+        }
+
+    } catch (...) {
+        delete c;
+        errorVerdict(now, RL_ERR_BUSY, "out of memory");
+        return nullptr;
+    }
+
+    c->client = this;
+    c->done = done;
+    c->data = data;
+    c->nlimits = n;
+    c->expired = false;
+    c->retried = false;
+
+    /* while connecting, a check may also wait out the connect timeout */
+    c->deadline = loop_->nowMs() + timeout_;
+
+    if (state_ == State::Connecting && connectDeadline_ + timeout_
+                                       > c->deadline)
+    {
+        c->deadline = connectDeadline_ + timeout_;
+    }
+
+    if (!send(c)) {
+        delete c;
+        errorVerdict(now, RL_ERR_CONNECT, "cannot queue the command");
+        return nullptr;
+    }
+
+    c->prev = tail_;
+    c->next = nullptr;
+
+    if (tail_) {
+        tail_->next = c;
+    } else {
+        head_ = c;
+    }
+
+    tail_ = c;
+    inFlight_++;
+
+    if (!deadlineTimer_->active()) {
+        armDeadline();
+    }
+
+    return c;
+}
+
+
+bool
+RedisClient::send(Check *c) noexcept
+{
+    const char  *argv[3 + 3 * RL_MAX_LIMITS];
+    size_t       lens[3 + 3 * RL_MAX_LIMITS];
+    size_t       argc = c->argv.size();
+
+    for (size_t i = 0; i < argc; i++) {
+        argv[i] = c->argv[i].data();
+        lens[i] = c->argv[i].size();
+    }
+
+    return redisAsyncCommandArgv(ac_, onReply, c, (int) argc, argv, lens)
+           == REDIS_OK;
+}
+
+
+void
+RedisClient::cancel(Check *c) noexcept
+{
+    c->done = nullptr;
+}
+
+
+void
+RedisClient::finish(Check *c, const redisReply *reply) noexcept
+{
+    rl_verdict_t  v;
+    bool          garbage = false;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR && !c->retried && ac_
+        && std::strncmp(reply->str, "NOSCRIPT", 8) == 0)
+    {
+        /* the script cache was flushed or Redis restarted: EVAL loads it */
+        c->retried = true;
+
+        try {
+            c->argv[0] = "EVAL";
+            c->argv[1] = slidingLogScript();
+
+            if (send(c)) {
+                return;
+            }
+
+        } catch (...) {
+        }
+    }
+
+    if (reply == nullptr) {
+        errorVerdict(&v, lostKind_,
+                     lastError_.empty() ? "connection lost"
+                                        : lastError_.c_str());
+
+    } else {
+        timeouts_ = 0;
+
+        if (!decodeReply(reply, c->nlimits, &v)) {
+            garbage = (reply->type != REDIS_REPLY_ERROR);
+        }
+    }
+
+    if (c->done && !c->expired) {
+        rl_check_done_pt  done = c->done;
+
+        c->done = nullptr;
+        done(c->data, &v);
+    }
+
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        head_ = c->next;
+    }
+
+    if (c->next) {
+        c->next->prev = c->prev;
+    } else {
+        tail_ = c->prev;
+    }
+
+    inFlight_--;
+    delete c;
+
+    if (head_ == nullptr) {
+        deadlineTimer_->stop();
+    }
+
+    if (garbage && ac_) {
+        /* the pipeline is out of step or the peer is not Redis */
+        breakConnection(RL_ERR_REPLY, "Redis protocol error: ",
+                        "unexpected reply");
+    }
+}
+
+
+/*
+ * Checks are queued in deadline order (one timeout for all, and a NOSCRIPT
+ * retry keeps its place), so one timer armed for the oldest live check
+ * serves them all.
+ */
+void
+RedisClient::armDeadline() noexcept
+{
+    uint64_t  now = loop_->nowMs();
+
+    for (Check *c = head_; c; c = c->next) {
+        if (!c->expired) {
+            deadlineTimer_->start(c->deadline > now ? c->deadline - now : 0);
+            return;
+        }
+    }
+
+    deadlineTimer_->stop();
+}
+
+
+/*
+ * A command that timed out is not replayed: Redis may still run it, and then
+ * it counts.  Its check answers now with RL_ERR_TIMEOUT and stays queued
+ * until hiredis hands back its reply or drops the connection.
+ */
+void
+RedisClient::expire() noexcept
+{
+    uint64_t      now = loop_->nowMs();
+    rl_verdict_t  v;
+    char          why[64];
+
+    for (Check *c = head_; c && c->deadline <= now; c = c->next) {
+        if (c->expired) {
+            continue;
+        }
+
+        c->expired = true;
+        timeouts_++;
+
+        if (c->done) {
+            rl_check_done_pt  done = c->done;
+
+            c->done = nullptr;
+            errorVerdict(&v, RL_ERR_TIMEOUT, "timed out");
+            done(c->data, &v);
+        }
+    }
+
+    if (timeouts_ >= kMaxTimeouts && ac_) {
+        std::snprintf(why, sizeof(why), "%u commands timed out in a row",
+                      timeouts_);
+        breakConnection(RL_ERR_TIMEOUT, "Redis not answering: ", why);
+        return;
+    }
+
+    armDeadline();
+}
+
+
+void
+RedisClient::onConnect(const redisAsyncContext *ac, int status) noexcept
+{
+    RedisClient  *self = static_cast<RedisClient *>(ac->data);
+
+    if (self == nullptr || self->ac_ != ac) {
+        return;
+    }
+
+    if (status != REDIS_OK) {
+        /* hiredis frees the context when this callback returns */
+        std::string  why;
+
+        try {
+            why = ac->c.errstr[0] ? ac->c.errstr : "connection failed";
+        } catch (...) {
+        }
+
+        self->ac_ = nullptr;
+        self->failed(RL_ERR_CONNECT, "Failed to connect to Redis: ",
+                     why.c_str());
+        return;
+    }
+
+    self->connected_ = true;
+
+    if (self->handshakePending_ == 0) {
+        self->handshakeDone();
+    }
+}
+
+
+void
+RedisClient::onDisconnect(const redisAsyncContext *ac, int status) noexcept
+{
+    RedisClient  *self = static_cast<RedisClient *>(ac->data);
+
+    (void) status;
+
+    if (self == nullptr || self->ac_ != ac) {
+        /* we freed it ourselves and already know why */
+        return;
+    }
+
+    /* hiredis frees the context when this callback returns */
+    std::string  why;
+
+    try {
+        why = ac->errstr && ac->errstr[0] ? ac->errstr
+                                          : "Server closed the connection";
+    } catch (...) {
+    }
+
+    self->ac_ = nullptr;
+    self->failed(RL_ERR_CONNECT, "Redis connection lost: ", why.c_str());
+}
+
+
+void
+RedisClient::onHandshake(redisAsyncContext *ac, void *r, void *data) noexcept
+{
+    RedisClient  *self = static_cast<RedisClient *>(data);
+    redisReply   *reply = static_cast<redisReply *>(r);
+
+    if (self->ac_ != ac || reply == nullptr) {
+        /* the connection is going away; its own callback tells why */
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        std::string  why;
+
+        try {
+            why.assign(reply->str, reply->len);
+        } catch (...) {
+        }
+
+        self->breakConnection(RL_ERR_AUTH,
+                              "Redis refused the connection setup: ",
+                              why.c_str());
+        return;
+    }
+
+    if (--self->handshakePending_ == 0 && self->connected_) {
+        self->handshakeDone();
+    }
+}
+
+
+void
+RedisClient::onReply(redisAsyncContext *ac, void *reply, void *data) noexcept
+{
+    Check  *c = static_cast<Check *>(data);
+
+    (void) ac;
+
+    c->client->finish(c, static_cast<redisReply *>(reply));
+}
+
+
+void
+RedisClient::onDeadline(void *data) noexcept
+{
+    static_cast<RedisClient *>(data)->expire();
+}
+
+
+void
+RedisClient::onConnectTimeout(void *data) noexcept
+{
+    RedisClient  *self = static_cast<RedisClient *>(data);
+
+    if (self->state_ == State::Connecting) {
+        self->breakConnection(RL_ERR_CONNECT, "Failed to connect to Redis: ",
+                              "Connection timed out");
+    }
+}
+
+
+void
+RedisClient::onReconnect(void *data) noexcept
+{
+    RedisClient  *self = static_cast<RedisClient *>(data);
+
+    if (self->ac_ == nullptr) {
+        self->connect();
+    }
+}
+
+} /* namespace rl */
+
+
+extern "C" rl_client_t *
+rl_client_create(rl_loop_t *loop, const rl_redis_conf_t *conf, char *err,
+    size_t err_len) noexcept
+{
+    try {
+        return new rl_client_s(loop, conf);
+
+    } catch (const std::exception &e) {
+        std::snprintf(err, err_len, "%s", e.what());
+
+    } catch (...) {
+        std::snprintf(err, err_len, "unknown error");
+    }
+
+    return nullptr;
+}
+
+
+extern "C" void
+rl_client_destroy(rl_client_t *client) noexcept
+{
+    delete client;
+}
+
+
+extern "C" rl_check_t *
+rl_check_start(rl_client_t *client, const rl_limit_arg_t *limits, size_t n,
+    rl_check_done_pt done, void *data, rl_verdict_t *now) noexcept
+{
+    return client->client.start(limits, n, done, data, now);
+}
+
+
+extern "C" void
+rl_check_cancel(rl_check_t *check) noexcept
+{
+    check->client->cancel(check);
+}
+
+
+extern "C" int
+rl_client_up(rl_client_t *client) noexcept
+{
+    return client->client.up();
+}

@@ -1,0 +1,149 @@
+/*
+ * The per-worker Redis client: one persistent connection, commands of
+ * concurrent checks pipelined on it, a deadline per command, and a breaker
+ * that answers at once while Redis is known to be down and reconnects in the
+ * background with capped, jittered backoff.
+ *
+ * Connection states:
+ *
+ *   Idle --connect--> Connecting --(connected, AUTH/SELECT ok)--> Ready
+ *   Connecting --(refused, connect_timeout, AUTH error)--> Down
+ *   Ready --(closed, garbage, timeouts piled up)--> Down
+ *   Down --(backoff timer)--> Connecting
+ *
+ * While "down" (from the first failure until a connection is Ready again)
+ * checks get an error at once and never wait.
+ */
+
+#ifndef RL_REDIS_CLIENT_HPP
+#define RL_REDIS_CLIENT_HPP
+
+#include "rl_loop.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+
+namespace rl {
+class RedisClient;
+}
+
+
+/* one check in flight: owned by the client, freed in its hiredis callback */
+struct rl_check_s {
+    rl::RedisClient         *client;
+    rl_check_s              *prev;
+    rl_check_s              *next;
+
+    /* NULL once the check was cancelled or timed out: nobody listens */
+    rl_check_done_pt         done;
+    void                    *data;
+
+    uint64_t                 deadline;   /* loop ms */
+    bool                     expired;
+    bool                     retried;    /* EVAL already sent after NOSCRIPT */
+    size_t                   nlimits;
+    std::vector<std::string> argv;
+};
+
+
+namespace rl {
+
+using Check = ::rl_check_s;
+
+
+class RedisClient {
+public:
+    RedisClient(Loop *loop, const rl_redis_conf_t *conf);
+    ~RedisClient();
+
+    RedisClient(const RedisClient &) = delete;
+    RedisClient &operator=(const RedisClient &) = delete;
+
+    Check *start(const rl_limit_arg_t *limits, size_t n, rl_check_done_pt done,
+        void *data, rl_verdict_t *now) noexcept;
+    void cancel(Check *check) noexcept;
+    bool up() const noexcept { return state_ == State::Ready; }
+
+    /* checks in flight beyond which a worker answers at once */
+    static constexpr size_t  kMaxInFlight = 10000;
+
+    /* consecutive command timeouts that mark Redis as down */
+    static constexpr unsigned  kMaxTimeouts = 3;
+
+private:
+    enum class State { Idle, Connecting, Ready, Down };
+
+    void connect() noexcept;
+    void sendHandshake() noexcept;
+    void handshakeDone() noexcept;
+    void failed(rl_error_e kind, const char *what, const char *why) noexcept;
+    void breakConnection(rl_error_e kind, const char *what,
+        const char *why) noexcept;
+    bool send(Check *c) noexcept;
+    void finish(Check *c, const redisReply *reply) noexcept;
+    void expire() noexcept;
+    void armDeadline() noexcept;
+    void logOnce(rl_log_level_e level, const char *msg) noexcept;
+    uint64_t backoffMs() noexcept;
+
+    static void onConnect(const redisAsyncContext *ac, int status)
+        noexcept;
+    static void onDisconnect(const redisAsyncContext *ac, int status)
+        noexcept;
+    static void onHandshake(redisAsyncContext *ac, void *reply, void *data)
+        noexcept;
+    static void onReply(redisAsyncContext *ac, void *reply, void *data)
+        noexcept;
+    static void onDeadline(void *data) noexcept;
+    static void onConnectTimeout(void *data) noexcept;
+    static void onReconnect(void *data) noexcept;
+
+    Loop                   *loop_;
+    std::string             host_;
+    int                     port_;
+    std::string             unixPath_;
+    int                     db_;
+    std::string             username_;
+    std::string             password_;
+    bool                    auth_;
+    uint64_t                connectTimeout_;
+    uint64_t                timeout_;
+    std::string             addr_;       /* for log lines */
+
+    redisAsyncContext      *ac_ = nullptr;
+    State                   state_ = State::Idle;
+    bool                    connected_ = false;
+    unsigned                handshakePending_ = 0;
+    uint64_t                connectDeadline_ = 0;
+    bool                    down_ = false;
+    unsigned                failures_ = 0;
+    unsigned                timeouts_ = 0;
+
+    /* what a NULL reply means while a connection we broke is being freed */
+    rl_error_e              lostKind_ = RL_ERR_CONNECT;
+    std::string             lastError_;
+    std::string             lastLogged_;
+
+    Check                  *head_ = nullptr;
+    Check                  *tail_ = nullptr;
+    size_t                  inFlight_ = 0;
+
+    std::unique_ptr<Timer>  deadlineTimer_;
+    std::unique_ptr<Timer>  connectTimer_;
+    std::unique_ptr<Timer>  reconnectTimer_;
+    uint64_t                seed_;
+};
+
+} /* namespace rl */
+
+
+struct rl_client_s {
+    rl::RedisClient  client;
+
+    rl_client_s(rl::Loop *loop, const rl_redis_conf_t *conf)
+        : client(loop, conf) {}
+};
+
+#endif /* RL_REDIS_CLIENT_HPP */
