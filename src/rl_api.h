@@ -130,6 +130,14 @@ size_t rl_build_key(char *buf, const char *prefix, size_t prefix_len,
     const char *key, size_t key_len, const char *name, size_t name_len)
     RL_NOEXCEPT;
 
+/*
+ * Decodes the limit script's reply (a hiredis redisReply) for n limits into
+ * v; returns 0, or -1 with v->error and v->errstr set.
+ */
+struct redisReply;
+int rl_decode_reply(const struct redisReply *reply, size_t n, rl_verdict_t *v)
+    RL_NOEXCEPT;
+
 /* whole seconds a client should wait, never less than 1 */
 uint64_t rl_retry_after_sec(uint64_t retry_ms) RL_NOEXCEPT;
 

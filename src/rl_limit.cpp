@@ -271,6 +271,14 @@ rl_build_key(char *buf, const char *prefix, size_t prefix_len,
 }
 
 
+extern "C" int
+rl_decode_reply(const struct redisReply *reply, size_t n, rl_verdict_t *v)
+    noexcept
+{
+    return rl::decodeReply(reply, n, v) ? 0 : -1;
+}
+
+
 extern "C" uint64_t
 rl_retry_after_sec(uint64_t retry_ms) noexcept
 {

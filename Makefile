@@ -1,0 +1,76 @@
+# ngx_http_rate_limit_module
+#
+#   make demo    install what is missing, build, and show limits at work
+#   make run     the same stack, left running until Ctrl-C
+#   make test    unit tests (cmocka) and request tests (prove -r t/)
+#   make build   only the module: build/ngx_http_rate_limit_module.so
+#   make unit    only the unit tests
+#   make clean
+#
+# NGINX_SRC=/path/to/nginx-x.y.z builds against a full source tree instead of
+# Debian's nginx-dev (see docs/install.md).
+
+BUILD      ?= build
+MODULE     := $(BUILD)/ngx_http_rate_limit_module.so
+
+CORE_SRCS  := src/rl_config.cpp src/rl_limit.cpp src/rl_script.cpp \
+              src/rl_redis_client.cpp
+CORE_HDRS  := $(wildcard src/*.h src/*.hpp)
+UNIT_DIR   := $(BUILD)/unit
+
+# the core's own build is stricter than nginx's (-Wextra); SANITIZE=1 adds
+# AddressSanitizer and UBSan
+UNIT_FLAGS := -g -O1 -Wall -Wextra -Werror -Isrc -It/unit
+ifeq ($(SANITIZE),1)
+UNIT_FLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer
+endif
+UNIT_LIBS  := -lcmocka -lhiredis -levent
+
+.PHONY: all deps build unit unit-build test demo run clean
+.SECONDARY:
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@scripts/build-module.sh $(BUILD)
+
+$(UNIT_DIR)/%.o: src/%.cpp $(CORE_HDRS)
+	@mkdir -p $(UNIT_DIR)
+	g++ -std=c++17 $(UNIT_FLAGS) -c -o $@ $<
+
+$(UNIT_DIR)/rl_event_loop.o: t/unit/rl_event_loop.cpp t/unit/rl_event_loop.h $(CORE_HDRS)
+	@mkdir -p $(UNIT_DIR)
+	g++ -std=c++17 $(UNIT_FLAGS) -c -o $@ $<
+
+$(UNIT_DIR)/test_%.o: t/unit/test_%.c $(CORE_HDRS) t/unit/rl_event_loop.h
+	@mkdir -p $(UNIT_DIR)
+	gcc -std=c11 -D_GNU_SOURCE $(UNIT_FLAGS) -c -o $@ $<
+
+UNIT_CORE_OBJS := $(patsubst src/%.cpp,$(UNIT_DIR)/%.o,$(CORE_SRCS)) \
+                  $(UNIT_DIR)/rl_event_loop.o
+
+$(UNIT_DIR)/test_%: $(UNIT_DIR)/test_%.o $(UNIT_CORE_OBJS)
+	g++ $(UNIT_FLAGS) -o $@ $^ $(UNIT_LIBS)
+
+UNIT_TESTS := $(patsubst t/unit/%.c,$(UNIT_DIR)/%,$(wildcard t/unit/test_*.c))
+
+unit-build: deps $(UNIT_TESTS)
+
+# unit tests on their own start a redis-server of their own
+unit: unit-build
+	@scripts/run-tests.sh unit
+
+test: build unit-build
+	@scripts/run-tests.sh all
+
+demo: build
+	@scripts/demo.sh
+
+run: build
+	@scripts/demo.sh --keep
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,490 @@
+/*
+ * The Redis client on libevent against a real redis-server (its port in
+ * RL_TEST_REDIS_PORT; `make unit` starts one) and against peers that
+ * refuse or never answer.
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <cmocka.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "rl_api.h"
+#include "rl_event_loop.h"
+
+
+typedef struct {
+    int           calls;
+    rl_verdict_t  v;
+} result_t;
+
+
+typedef struct {
+    struct event_base  *base;
+    rl_loop_t          *loop;
+    rl_client_t        *client;
+    redisContext       *sync;       /* to look at and change Redis directly */
+    int                 port;
+    char                key[64];
+} fixture_t;
+
+
+static int
+redis_port(void)
+{
+    const char  *p = getenv("RL_TEST_REDIS_PORT");
+
+    return p ? atoi(p) : 0;
+}
+
+
+static void
+on_done(void *data, const rl_verdict_t *v)
+{
+    result_t  *r = data;
+
+    r->calls++;
+    r->v = *v;
+    r->v.errstr = NULL;
+}
+
+
+static rl_client_t *
+client(fixture_t *f, int port, uint64_t timeout_ms)
+{
+    char             err[128];
+    rl_redis_conf_t  conf;
+
+    memset(&conf, 0, sizeof(conf));
+    conf.host = "127.0.0.1";
+    conf.port = port;
+    conf.connect_timeout_ms = 200;
+    conf.timeout_ms = timeout_ms;
+
+    return rl_client_create(f->loop, &conf, err, sizeof(err));
+}
+
+
+static int
+setup(void **state)
+{
+    static int  seq;
+    fixture_t  *f;
+
+    f = calloc(1, sizeof(fixture_t));
+    assert_non_null(f);
+
+    f->base = event_base_new();
+    f->loop = rl_event_loop_create(f->base);
+    f->port = redis_port();
+
+    snprintf(f->key, sizeof(f->key), "rl_unit:%d:%d", (int) getpid(),
+             ++seq);
+
+    if (f->port) {
+        f->sync = redisConnect("127.0.0.1", f->port);
+        assert_non_null(f->sync);
+        assert_int_equal(f->sync->err, 0);
+    }
+
+    *state = f;
+    return 0;
+}
+
+
+static int
+teardown(void **state)
+{
+    fixture_t  *f = *state;
+
+    if (f->client) {
+        rl_client_destroy(f->client);
+    }
+
+    if (f->sync) {
+        redisFree(f->sync);
+    }
+
+    rl_event_loop_destroy(f->loop);
+    event_base_free(f->base);
+    free(f);
+
+    return 0;
+}
+
+
+/* runs the loop until r has its callback, at most ms */
+static void
+wait_for(fixture_t *f, result_t *r, int ms)
+{
+    struct timeval  tv = { 0, 10000 };
+    int             i;
+
+    for (i = 0; i < ms / 10 && r->calls == 0; i++) {
+        event_base_loopexit(f->base, &tv);
+        event_base_dispatch(f->base);
+    }
+}
+
+
+static void
+run_for(fixture_t *f, int ms)
+{
+    struct timeval  tv = { ms / 1000, (ms % 1000) * 1000 };
+
+    event_base_loopexit(f->base, &tv);
+    event_base_dispatch(f->base);
+}
+
+
+static rl_check_t *
+start(fixture_t *f, const char *key, uint64_t requests, uint64_t window_ms,
+    result_t *r)
+{
+    rl_limit_arg_t  l = { key, strlen(key), requests, window_ms };
+
+    memset(r, 0, sizeof(*r));
+    return rl_check_start(f->client, &l, 1, on_done, r, &r->v);
+}
+
+
+static long long
+zcard(fixture_t *f, const char *key)
+{
+    long long    n;
+    redisReply  *reply = redisCommand(f->sync, "ZCARD %s", key);
+
+    assert_non_null(reply);
+    n = reply->integer;
+    freeReplyObject(reply);
+
+    return n;
+}
+
+
+static void
+test_three_pass_then_the_fourth_is_rejected(void **state)
+{
+    fixture_t  *f = *state;
+    result_t    r;
+    int         i;
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    assert_non_null(f->client);
+
+    for (i = 1; i <= 4; i++) {
+        assert_non_null(start(f, f->key, 3, 10000, &r));
+        wait_for(f, &r, 2000);
+
+        assert_int_equal(r.calls, 1);
+        assert_int_equal(r.v.error, RL_OK);
+        assert_int_equal(r.v.allowed, i <= 3);
+        assert_int_equal(r.v.limits[0].count, i <= 3 ? i : 3);
+        assert_int_equal(r.v.limits[0].remaining, i <= 3 ? 3 - i : 0);
+        assert_true(r.v.limits[0].reset_ms > 9000);
+        assert_true(r.v.limits[0].reset_ms <= 10000);
+    }
+
+    /* the rejected request says when the oldest entry leaves the window */
+    assert_true(r.v.limits[0].retry_ms > 9000);
+    assert_true(r.v.limits[0].retry_ms <= 10000);
+
+    /* and consumed nothing */
+    assert_int_equal(zcard(f, f->key), 3);
+}
+
+
+static void
+test_pipelined_checks_admit_exactly_the_limit(void **state)
+{
+    fixture_t  *f = *state;
+    result_t    r[20];
+    int         i, passed = 0;
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    assert_non_null(f->client);
+
+    for (i = 0; i < 20; i++) {
+        assert_non_null(start(f, f->key, 7, 60000, &r[i]));
+    }
+
+    for (i = 0; i < 20; i++) {
+        wait_for(f, &r[i], 2000);
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].v.error, RL_OK);
+        passed += r[i].v.allowed;
+    }
+
+    assert_int_equal(passed, 7);
+    assert_int_equal(zcard(f, f->key), 7);
+}
+
+
+static void
+test_a_rejected_request_counts_in_no_limit(void **state)
+{
+    fixture_t       *f = *state;
+    result_t         r;
+    char             a[80], b[80];
+    int              i;
+    rl_limit_arg_t   l[2];
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    assert_non_null(f->client);
+
+    snprintf(a, sizeof(a), "%s:a", f->key);
+    snprintf(b, sizeof(b), "%s:b", f->key);
+
+    l[0] = (rl_limit_arg_t) { a, strlen(a), 2, 60000 };
+    l[1] = (rl_limit_arg_t) { b, strlen(b), 5, 60000 };
+
+    for (i = 1; i <= 3; i++) {
+        memset(&r, 0, sizeof(r));
+        assert_non_null(rl_check_start(f->client, l, 2, on_done, &r, &r.v));
+        wait_for(f, &r, 2000);
+        assert_int_equal(r.calls, 1);
+        assert_int_equal(r.v.allowed, i <= 2);
+    }
+
+    assert_true(r.v.limits[0].retry_ms > 0);
+    assert_int_equal(r.v.limits[1].retry_ms, 0);
+    assert_int_equal(r.v.limits[1].remaining, 3);
+    assert_int_equal(zcard(f, a), 2);
+    assert_int_equal(zcard(f, b), 2);
+}
+
+
+static void
+test_a_flushed_script_is_loaded_again(void **state)
+{
+    fixture_t   *f = *state;
+    result_t     r;
+    redisReply  *reply;
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    assert_non_null(f->client);
+
+    reply = redisCommand(f->sync, "SCRIPT FLUSH");
+    assert_non_null(reply);
+    freeReplyObject(reply);
+
+    assert_non_null(start(f, f->key, 3, 10000, &r));
+    wait_for(f, &r, 2000);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.v.error, RL_OK);
+    assert_int_equal(r.v.allowed, 1);
+    assert_int_equal(zcard(f, f->key), 1);
+}
+
+
+static int
+closed_port(void)
+{
+    int                 fd, port;
+    struct sockaddr_in  sa;
+    socklen_t           len = sizeof(sa);
+
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *) &sa, &len), 0);
+    port = ntohs(sa.sin_port);
+    close(fd);
+
+    return port;
+}
+
+
+static void
+test_refused_connection_answers_at_once_afterwards(void **state)
+{
+    fixture_t   *f = *state;
+    result_t     r;
+    rl_check_t  *c;
+
+    f->client = client(f, closed_port(), 50);
+    assert_non_null(f->client);
+
+    /* queued during the first connect: fails when the connect fails */
+    c = start(f, "k", 3, 10000, &r);
+    if (c != NULL) {
+        wait_for(f, &r, 2000);
+        assert_int_equal(r.calls, 1);
+    }
+
+    assert_int_equal(r.v.error, RL_ERR_CONNECT);
+    assert_int_equal(rl_event_loop_logged(f->loop,
+        "Failed to connect to Redis: Connection refused. "
+        "Using fallback mode."), 1);
+
+    /* Redis is now known to be down: no waiting */
+    assert_null(start(f, "k", 3, 10000, &r));
+    assert_int_equal(r.v.error, RL_ERR_CONNECT);
+    assert_int_equal(r.calls, 0);
+
+    /* reconnects keep failing in the background, logged once */
+    run_for(f, 500);
+    assert_false(rl_client_up(f->client));
+    assert_int_equal(rl_event_loop_logged(f->loop, "Failed to connect"), 1);
+}
+
+
+/* a peer that accepts (in the kernel) and never answers */
+static int
+silent_peer(int *port)
+{
+    int                 fd;
+    struct sockaddr_in  sa;
+    socklen_t           len = sizeof(sa);
+
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *) &sa, &len), 0);
+    *port = ntohs(sa.sin_port);
+
+    return fd;
+}
+
+
+static void
+test_a_silent_peer_times_out_then_trips_the_breaker(void **state)
+{
+    fixture_t  *f = *state;
+    result_t    r;
+    int         fd, port, i;
+
+    fd = silent_peer(&port);
+
+    f->client = client(f, port, 50);
+    assert_non_null(f->client);
+    run_for(f, 50);
+
+    for (i = 0; i < 3; i++) {
+        assert_non_null(start(f, "k", 3, 10000, &r));
+        wait_for(f, &r, 1000);
+        assert_int_equal(r.calls, 1);
+        assert_int_equal(r.v.error, RL_ERR_TIMEOUT);
+    }
+
+    /* three timeouts in a row: known down, answered at once */
+    assert_null(start(f, "k", 3, 10000, &r));
+    assert_int_equal(r.v.error, RL_ERR_CONNECT);
+    assert_int_equal(rl_event_loop_logged(f->loop, "Redis not answering"), 1);
+
+    close(fd);
+}
+
+
+static void
+test_a_cancelled_check_is_never_called_back(void **state)
+{
+    fixture_t   *f = *state;
+    result_t     r;
+    rl_check_t  *c;
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    assert_non_null(f->client);
+
+    c = start(f, f->key, 3, 10000, &r);
+    assert_non_null(c);
+    rl_check_cancel(c);
+
+    run_for(f, 200);
+    assert_int_equal(r.calls, 0);
+
+    /* Redis ran it all the same: the command is never taken back */
+    assert_int_equal(zcard(f, f->key), 1);
+}
+
+
+static void
+test_destroying_the_client_drops_checks_in_flight(void **state)
+{
+    fixture_t  *f = *state;
+    result_t    r;
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    assert_non_null(f->client);
+
+    assert_non_null(start(f, f->key, 3, 10000, &r));
+    rl_client_destroy(f->client);
+    f->client = NULL;
+
+    run_for(f, 100);
+    assert_int_equal(r.calls, 0);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_three_pass_then_the_fourth_is_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_pipelined_checks_admit_exactly_the_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_rejected_request_counts_in_no_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_flushed_script_is_loaded_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_refused_connection_answers_at_once_afterwards, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_silent_peer_times_out_then_trips_the_breaker, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_cancelled_check_is_never_called_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_destroying_the_client_drops_checks_in_flight, setup,
+            teardown),
+    };
+
+    if (redis_port() == 0) {
+        fprintf(stderr, "RL_TEST_REDIS_PORT is not set: the tests that "
+                        "need a redis-server are skipped\n");
+    }
+
+    return cmocka_run_group_tests_name("client", tests, NULL, NULL);
+}
