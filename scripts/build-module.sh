@@ -12,7 +12,7 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-out=${1:-$top/build}
+out=$(realpath -m "${1:-$top/build}")
 src=${NGINX_SRC:-/usr/share/nginx/src}
 work=$out/nginx-src
 

@@ -288,7 +288,7 @@ static ngx_http_variable_t  ngx_http_rate_limit_vars[] = {
 };
 
 
-static u_char  ngx_http_rate_limit_body[] = "Rate limit exceeded" CRLF;
+static u_char  ngx_http_rate_limit_body[] = "Rate limit exceeded\n";
 
 
 /* per worker: throttling of the per-request fallback lines */
