@@ -534,8 +534,10 @@ sub _requests {
     }
     my $r = _val($block, 'request');
     return () unless defined $r;
-    return map { +{ data => _build_request($_, $hdrs, $body), count => 1,
-                   heads => [ _is_head($_) ] } } ref $r ? @$r : ($r);
+    # more_headers and request_body may be arrays too, one per request
+    my @r = ref $r ? @$r : ($r);
+    return map { +{ data => _build_request($r[$_], _nth($hdrs, $_), _nth($body, $_)),
+                    count => 1, heads => [ _is_head($r[$_]) ] } } 0 .. $#r;
 }
 
 sub _check_responses {
