@@ -5,6 +5,7 @@
 #   make test    unit tests (cmocka) and request tests (prove -r t/)
 #   make build   only the module: build/ngx_http_rate_limit_module.so
 #   make unit    only the unit tests
+#   make bench   benchmarks against the baseline and the peers (not a test)
 #   make clean
 #
 # NGINX_SRC=/path/to/nginx-x.y.z builds against a full source tree instead of
@@ -26,7 +27,7 @@ UNIT_FLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer
 endif
 UNIT_LIBS  := -lcmocka -lhiredis -levent
 
-.PHONY: all deps build unit unit-build test demo run clean
+.PHONY: all deps build unit unit-build tools test demo run bench clean
 .SECONDARY:
 
 all: build
@@ -59,11 +60,20 @@ UNIT_TESTS := $(patsubst t/unit/%.c,$(UNIT_DIR)/%,$(wildcard t/unit/test_*.c))
 
 unit-build: deps $(UNIT_TESTS)
 
+# test peers (t/tools/*.c, one program each, on libevent)
+TOOLS := $(patsubst t/tools/%.c,$(BUILD)/tools/%,$(wildcard t/tools/*.c))
+
+$(BUILD)/tools/%: t/tools/%.c
+	@mkdir -p $(BUILD)/tools
+	gcc -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -o $@ $< -levent
+
+tools: deps $(TOOLS)
+
 # unit tests on their own start a redis-server of their own
 unit: unit-build
 	@scripts/run-tests.sh unit
 
-test: build unit-build
+test: build unit-build tools
 	@scripts/run-tests.sh all
 
 demo: build
@@ -71,6 +81,9 @@ demo: build
 
 run: build
 	@scripts/demo.sh --keep
+
+bench: build
+	@scripts/bench.sh
 
 clean:
 	rm -rf $(BUILD)

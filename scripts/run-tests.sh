@@ -27,6 +27,7 @@ export RL_TEST_REDIS_PORT=$port
 export TEST_NGINX_REDIS_PORT=$port
 export TEST_NGINX_REDIS_HOST=127.0.0.1
 export TEST_NGINX_LOAD_MODULE=$build/ngx_http_rate_limit_module.so
+export TEST_NGINX_TOOLS_DIR=$build/tools
 
 status=0
 
