@@ -14,7 +14,8 @@
 BUILD      ?= build
 MODULE     := $(BUILD)/ngx_http_rate_limit_module.so
 
-CORE_SRCS  := src/rl_config.cpp src/rl_limit.cpp src/rl_script.cpp \
+CORE_SRCS  := src/rl_config.cpp src/rl_limit.cpp src/rl_metrics.cpp \
+              src/rl_script.cpp \
               src/rl_redis_client.cpp
 CORE_HDRS  := $(wildcard src/*.h src/*.hpp)
 UNIT_DIR   := $(BUILD)/unit

@@ -29,6 +29,13 @@
 #define NGX_HTTP_RATE_LIMIT_FALLBACK_OPEN     0
 #define NGX_HTTP_RATE_LIMIT_FALLBACK_CLOSED   1
 
+#define NGX_HTTP_RATE_LIMIT_HEADERS_OFF       0
+#define NGX_HTTP_RATE_LIMIT_HEADERS_ON        1
+#define NGX_HTTP_RATE_LIMIT_HEADERS_LEGACY    2
+
+/* distinct limit NAMEs the metrics zone keeps counters for */
+#define NGX_HTTP_RATE_LIMIT_METRIC_NAMES      256
+
 
 /* $rate_limit_status values, in limit_req's naming */
 typedef enum {
@@ -59,7 +66,34 @@ typedef struct {
     /* where the NAME was first defined, for the conflict message */
     ngx_str_t                    file;
     ngx_uint_t                   line;
+
+    /* its entry in the main conf's list of NAMEs */
+    ngx_uint_t                   known;
+
+    /* its counters in the metrics zone; -1: none (zone full) */
+    ngx_int_t                    slot;
 } ngx_http_rate_limit_t;
+
+
+/* the metrics zone: counters summed over all workers, kept across reloads */
+typedef struct {
+    u_char                       name[64];
+    size_t                       len;
+    ngx_atomic_t                 requests[RL_STATUSES];
+} ngx_http_rate_limit_shm_limit_t;
+
+
+typedef struct {
+    ngx_atomic_t                 errors[RL_ERR_KINDS];
+    ngx_atomic_t                 latency[RL_LATENCY_BUCKETS + 1];
+    ngx_atomic_t                 latency_sum_us;
+    ngx_atomic_t                 workers;
+    ngx_atomic_t                 connections_up;
+    ngx_atomic_t                 inflight;
+    ngx_uint_t                   nlimits;
+    ngx_http_rate_limit_shm_limit_t
+                                 limits[NGX_HTTP_RATE_LIMIT_METRIC_NAMES];
+} ngx_http_rate_limit_shm_t;
 
 
 typedef struct {
@@ -79,6 +113,10 @@ typedef struct {
     ngx_msec_t                   connect_timeout;
     ngx_msec_t                   timeout;
 
+    ngx_flag_t                   metrics_used;
+    ngx_shm_zone_t              *shm_zone;
+    ngx_http_rate_limit_shm_t   *sh;
+
     /* the worker's Redis client; NULL in the master and in nginx -t */
     rl_loop_t                   *loop;
     rl_client_t                 *client;
@@ -91,6 +129,7 @@ typedef struct {
     ngx_uint_t                   status_code;
     ngx_uint_t                   log_level;
     ngx_flag_t                   dry_run;
+    ngx_uint_t                   headers;
 } ngx_http_rate_limit_loc_conf_t;
 
 
@@ -109,10 +148,14 @@ typedef struct {
     uint64_t                         reset;      /* seconds */
     uint64_t                         retry_after;
 
-    /* the limits sent to Redis (empty keys left out) and their keys */
+    /* the limits sent to Redis (empty keys left out), keys and results */
     ngx_uint_t                       nlimits;
     ngx_http_rate_limit_t           *limits[RL_MAX_LIMITS];
     ngx_str_t                        keys[RL_MAX_LIMITS];
+    rl_limit_result_t                results[RL_MAX_LIMITS];
+
+    unsigned                         inflight:1;
+    unsigned                         headers_done:1;
 } ngx_http_rate_limit_ctx_t;
 
 
@@ -123,12 +166,29 @@ static void ngx_http_rate_limit_cleanup(void *data);
 static void ngx_http_rate_limit_done(void *data, const rl_verdict_t *v);
 static void ngx_http_rate_limit_decide(ngx_http_rate_limit_ctx_t *ctx,
     const rl_verdict_t *v);
+static void ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
+    const rl_verdict_t *v);
 static void ngx_http_rate_limit_log_fallback(ngx_http_rate_limit_ctx_t *ctx,
     const rl_verdict_t *v);
 static ngx_int_t ngx_http_rate_limit_respond(ngx_http_request_t *r,
     ngx_http_rate_limit_ctx_t *ctx);
 static ngx_int_t ngx_http_rate_limit_send_rejection(ngx_http_request_t *r,
     ngx_uint_t status);
+static ngx_int_t ngx_http_rate_limit_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_rate_limit_add_header(ngx_http_request_t *r,
+    char *name, u_char *value, size_t len);
+static void ngx_http_rate_limit_count(ngx_http_rate_limit_ctx_t *ctx,
+    const rl_verdict_t *v);
+static void ngx_http_rate_limit_inflight(ngx_http_rate_limit_ctx_t *ctx,
+    ngx_int_t n);
+static void ngx_http_rate_limit_on_state(void *data, int up);
+static ngx_int_t ngx_http_rate_limit_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_int_t ngx_http_rate_limit_metrics_handler(ngx_http_request_t *r);
+static char *ngx_http_rate_limit_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_rate_limit_key_prefix(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 
 static ngx_int_t ngx_http_rate_limit_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -161,6 +221,14 @@ static ngx_conf_enum_t  ngx_http_rate_limit_fallback[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_rate_limit_headers[] = {
+    { ngx_string("on"), NGX_HTTP_RATE_LIMIT_HEADERS_ON },
+    { ngx_string("off"), NGX_HTTP_RATE_LIMIT_HEADERS_OFF },
+    { ngx_string("legacy"), NGX_HTTP_RATE_LIMIT_HEADERS_LEGACY },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_enum_t  ngx_http_rate_limit_log_levels[] = {
     { ngx_string("info"), NGX_LOG_INFO },
     { ngx_string("notice"), NGX_LOG_NOTICE },
@@ -188,9 +256,9 @@ static ngx_command_t  ngx_http_rate_limit_commands[] = {
 
     { ngx_string("rate_limit_key_prefix"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_rate_limit_key_prefix,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_rate_limit_main_conf_t, prefix),
+      0,
       NULL },
 
     { ngx_string("rate_limit_fallback"),
@@ -219,6 +287,20 @@ static ngx_command_t  ngx_http_rate_limit_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_rate_limit_loc_conf_t, dry_run),
+      NULL },
+
+    { ngx_string("rate_limit_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_rate_limit_set_enum,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_rate_limit_loc_conf_t, headers),
+      &ngx_http_rate_limit_headers },
+
+    { ngx_string("rate_limit_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_rate_limit_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
       ngx_null_command
@@ -289,6 +371,9 @@ static ngx_http_variable_t  ngx_http_rate_limit_vars[] = {
 
 
 static u_char  ngx_http_rate_limit_body[] = "Rate limit exceeded\n";
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
 
 /* per worker: throttling of the per-request fallback lines */
@@ -391,6 +476,7 @@ ngx_http_rate_limit_handler(ngx_http_request_t *r)
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "rate limit: empty key, not limited");
         ctx->status = NGX_HTTP_RATE_LIMIT_SKIPPED;
+        ngx_http_rate_limit_count(ctx, NULL);
         return NGX_DECLINED;
     }
 
@@ -414,6 +500,7 @@ ngx_http_rate_limit_handler(ngx_http_request_t *r)
 
     ctx->check = check;
     ctx->state = NGX_HTTP_RATE_LIMIT_STATE_CHECKING;
+    ngx_http_rate_limit_inflight(ctx, 1);
 
     /* notice a client that leaves while Redis answers */
     r->read_event_handler = ngx_http_test_reading;
@@ -451,6 +538,7 @@ ngx_http_rate_limit_cleanup(void *data)
     if (ctx->check) {
         rl_check_cancel(ctx->check);
         ctx->check = NULL;
+        ngx_http_rate_limit_inflight(ctx, -1);
     }
 }
 
@@ -465,6 +553,7 @@ ngx_http_rate_limit_done(void *data, const rl_verdict_t *v)
 
     r = ctx->request;
     ctx->check = NULL;
+    ngx_http_rate_limit_inflight(ctx, -1);
 
     ngx_http_rate_limit_decide(ctx, v);
 
@@ -478,6 +567,15 @@ ngx_http_rate_limit_done(void *data, const rl_verdict_t *v)
 
 static void
 ngx_http_rate_limit_decide(ngx_http_rate_limit_ctx_t *ctx,
+    const rl_verdict_t *v)
+{
+    ngx_http_rate_limit_verdict(ctx, v);
+    ngx_http_rate_limit_count(ctx, v);
+}
+
+
+static void
+ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
     const rl_verdict_t *v)
 {
     uint64_t                         retry, remaining;
@@ -504,6 +602,9 @@ ngx_http_rate_limit_decide(ngx_http_rate_limit_ctx_t *ctx,
 
         return;
     }
+
+    ngx_memcpy(ctx->results, v->limits,
+               v->nlimits * sizeof(rl_limit_result_t));
 
     /* $rate_limit_remaining and _reset follow the tightest limit */
     remaining = (uint64_t) -1;
@@ -625,8 +726,8 @@ static ngx_int_t
 ngx_http_rate_limit_respond(ngx_http_request_t *r,
     ngx_http_rate_limit_ctx_t *ctx)
 {
+    u_char                    *p, *last;
     ngx_uint_t                 i;
-    ngx_table_elt_t           *h;
     ngx_http_err_page_t       *err_page;
     ngx_http_core_loc_conf_t  *clcf;
 
@@ -636,23 +737,18 @@ ngx_http_rate_limit_respond(ngx_http_request_t *r,
         return ctx->rc;
     }
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    h->value.data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
-    if (h->value.data == NULL) {
+    last = ngx_sprintf(p, "%uL", ctx->retry_after);
+
+    if (ngx_http_rate_limit_add_header(r, "Retry-After", p, last - p)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Retry-After");
-    h->value.len = ngx_sprintf(h->value.data, "%uL", ctx->retry_after)
-                   - h->value.data;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
 
     /* the operator's own error_page for the status takes over the body */
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
@@ -713,6 +809,462 @@ ngx_http_rate_limit_send_rejection(ngx_http_request_t *r, ngx_uint_t status)
     ngx_http_finalize_request(r, rc);
 
     return NGX_DONE;
+}
+
+
+/*
+ * Adds the RateLimit header fields of draft-ietf-httpapi-ratelimit-headers
+ * to every response of a checked request: passed pages from the upstream and
+ * rejections alike.  One list item per limit, named by the limit's NAME.
+ */
+static ngx_int_t
+ngx_http_rate_limit_header_filter(ngx_http_request_t *r)
+{
+    u_char                     *p, *last;
+    size_t                      len;
+    uint64_t                    t, tightest;
+    ngx_uint_t                  i, k;
+    ngx_http_rate_limit_t      *l;
+    rl_limit_result_t          *res;
+    ngx_http_rate_limit_ctx_t  *ctx;
+
+    if (r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_rate_limit_get_ctx(r);
+
+    if (ctx == NULL
+        || ctx->headers_done
+        || ctx->nlimits == 0
+        || ctx->lcf->headers == NGX_HTTP_RATE_LIMIT_HEADERS_OFF
+        || (ctx->status != NGX_HTTP_RATE_LIMIT_PASSED
+            && ctx->status != NGX_HTTP_RATE_LIMIT_REJECTED
+            && ctx->status != NGX_HTTP_RATE_LIMIT_REJECTED_DRY_RUN))
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx->headers_done = 1;
+
+    len = 0;
+    for (i = 0; i < ctx->nlimits; i++) {
+        len += sizeof("\"\";q=;w=, ") - 1 + ctx->limits[i]->name.len
+               + 2 * NGX_INT64_LEN;
+    }
+
+    p = ngx_pnalloc(r->pool, 2 * len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    last = p;
+    for (i = 0; i < ctx->nlimits; i++) {
+        l = ctx->limits[i];
+        last = ngx_sprintf(last, "%s\"%V\";q=%ui;w=%M", i ? ", " : "",
+                           &l->name, l->requests, (l->window + 999) / 1000);
+    }
+
+    if (ngx_http_rate_limit_add_header(r, "RateLimit-Policy", p, last - p)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = last;
+    k = 0;
+    tightest = (uint64_t) -1;
+
+    for (i = 0; i < ctx->nlimits; i++) {
+        res = &ctx->results[i];
+
+        /* a rejecting limit's quota comes back when a retry would pass */
+        t = (res->retry_ms ? res->retry_ms : res->reset_ms) + 999;
+
+        last = ngx_sprintf(last, "%s\"%V\";r=%uL;t=%uL", i ? ", " : "",
+                           &ctx->limits[i]->name, res->remaining,
+                           t / 1000);
+
+        if (res->remaining < tightest) {
+            tightest = res->remaining;
+            k = i;
+        }
+    }
+
+    if (ngx_http_rate_limit_add_header(r, "RateLimit", p, last - p)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ctx->lcf->headers == NGX_HTTP_RATE_LIMIT_HEADERS_LEGACY) {
+        p = ngx_pnalloc(r->pool, 3 * NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        last = ngx_sprintf(p, "%ui", ctx->limits[k]->requests);
+
+        if (ngx_http_rate_limit_add_header(r, "RateLimit-Limit", p,
+                                           last - p)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        p = last;
+        last = ngx_sprintf(p, "%uL", ctx->remaining);
+
+        if (ngx_http_rate_limit_add_header(r, "RateLimit-Remaining", p,
+                                           last - p)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        p = last;
+        last = ngx_sprintf(p, "%uL", ctx->reset);
+
+        if (ngx_http_rate_limit_add_header(r, "RateLimit-Reset", p,
+                                           last - p)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_rate_limit_add_header(ngx_http_request_t *r, char *name,
+    u_char *value, size_t len)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value.data = value;
+    h->value.len = len;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
+/*
+ * Metrics: a request counts once under each limit it was checked against,
+ * with the request's verdict; errors by kind and the round trip's latency
+ * once per check.
+ */
+static void
+ngx_http_rate_limit_count(ngx_http_rate_limit_ctx_t *ctx,
+    const rl_verdict_t *v)
+{
+    ngx_int_t                         slot;
+    ngx_uint_t                        i, n;
+    ngx_http_rate_limit_t            *limits, **checked, *known;
+    ngx_http_rate_limit_shm_t        *sh;
+    ngx_http_rate_limit_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(ctx->request,
+                                        ngx_http_rate_limit_module);
+    sh = mcf->sh;
+
+    if (sh == NULL || ctx->status == NGX_HTTP_RATE_LIMIT_NONE) {
+        return;
+    }
+
+    known = mcf->limits.elts;
+    limits = ctx->lcf->limits->elts;
+    checked = ctx->limits;
+    n = ctx->nlimits ? ctx->nlimits : ctx->lcf->limits->nelts;
+
+    for (i = 0; i < n; i++) {
+        slot = known[ctx->nlimits ? checked[i]->known : limits[i].known].slot;
+
+        if (slot >= 0) {
+            (void) ngx_atomic_fetch_add(
+                &sh->limits[slot].requests[ctx->status - 1], 1);
+        }
+    }
+
+    if (v == NULL) {
+        return;
+    }
+
+    if (v->error != RL_OK) {
+        (void) ngx_atomic_fetch_add(&sh->errors[v->error], 1);
+    }
+
+    if (v->latency_us) {
+        (void) ngx_atomic_fetch_add(
+                   &sh->latency[rl_latency_bucket(v->latency_us)], 1);
+        (void) ngx_atomic_fetch_add(&sh->latency_sum_us,
+                                    (ngx_atomic_int_t) v->latency_us);
+    }
+}
+
+
+static void
+ngx_http_rate_limit_inflight(ngx_http_rate_limit_ctx_t *ctx, ngx_int_t n)
+{
+    ngx_http_rate_limit_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(ctx->request,
+                                        ngx_http_rate_limit_module);
+
+    if (mcf->sh) {
+        (void) ngx_atomic_fetch_add(&mcf->sh->inflight, n);
+    }
+}
+
+
+/* the core's connection state changes, for rate_limit_redis_up */
+static void
+ngx_http_rate_limit_on_state(void *data, int up)
+{
+    ngx_http_rate_limit_main_conf_t  *mcf = data;
+
+    if (mcf->sh) {
+        (void) ngx_atomic_fetch_add(&mcf->sh->connections_up, up ? 1 : -1);
+    }
+}
+
+
+/*
+ * The metrics zone outlives reloads: a new cycle takes over the old cycle's
+ * counters and adds slots for NAMEs it has not seen.  Runs in the master
+ * before the workers start, so nothing else appends meanwhile.
+ */
+static ngx_int_t
+ngx_http_rate_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_rate_limit_main_conf_t  *omcf = data;
+
+    ngx_uint_t                        i, j;
+    ngx_slab_pool_t                  *shpool;
+    ngx_http_rate_limit_t            *known;
+    ngx_http_rate_limit_shm_t        *sh;
+    ngx_http_rate_limit_main_conf_t  *mcf;
+
+    mcf = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (omcf) {
+        sh = omcf->sh;
+
+    } else if (shm_zone->shm.exists) {
+        sh = shpool->data;
+
+    } else {
+        sh = ngx_slab_calloc(shpool, sizeof(ngx_http_rate_limit_shm_t));
+        if (sh == NULL) {
+            return NGX_ERROR;
+        }
+
+        shpool->data = sh;
+    }
+
+    mcf->sh = sh;
+    known = mcf->limits.elts;
+
+    for (i = 0; i < mcf->limits.nelts; i++) {
+
+        for (j = 0; j < sh->nlimits; j++) {
+            if (sh->limits[j].len == known[i].name.len
+                && ngx_strncmp(sh->limits[j].name, known[i].name.data,
+                               known[i].name.len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == NGX_HTTP_RATE_LIMIT_METRIC_NAMES) {
+            ngx_log_error(NGX_LOG_WARN, shm_zone->shm.log, 0,
+                          "rate limit \"%V\" gets no metrics: more than %d "
+                          "names", &known[i].name,
+                          NGX_HTTP_RATE_LIMIT_METRIC_NAMES);
+            known[i].slot = -1;
+            continue;
+        }
+
+        if (j == sh->nlimits) {
+            ngx_memcpy(sh->limits[j].name, known[i].name.data,
+                       known[i].name.len);
+            sh->limits[j].len = known[i].name.len;
+            sh->nlimits++;
+        }
+
+        known[i].slot = (ngx_int_t) j;
+    }
+
+    return NGX_OK;
+}
+
+
+/* rate_limit_metrics: Prometheus text exposition, all workers summed */
+static ngx_int_t
+ngx_http_rate_limit_metrics_handler(ngx_http_request_t *r)
+{
+    size_t                            len, need;
+    u_char                           *buf;
+    ngx_int_t                         rc;
+    ngx_buf_t                        *b;
+    ngx_uint_t                        i, k;
+    ngx_chain_t                       out;
+    rl_metrics_t                      m;
+    rl_metrics_limit_t               *ml;
+    ngx_http_rate_limit_shm_t        *sh;
+    ngx_http_rate_limit_main_conf_t  *mcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_rate_limit_module);
+    sh = mcf->sh;
+
+    if (sh == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(&m, sizeof(rl_metrics_t));
+
+    m.nlimits = sh->nlimits;
+    ml = ngx_palloc(r->pool, (m.nlimits + 1) * sizeof(rl_metrics_limit_t));
+    if (ml == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = 0; i < m.nlimits; i++) {
+        ml[i].name = (char *) sh->limits[i].name;
+        ml[i].name_len = sh->limits[i].len;
+
+        for (k = 0; k < RL_STATUSES; k++) {
+            ml[i].requests[k] = sh->limits[i].requests[k];
+        }
+    }
+
+    m.limits = ml;
+
+    for (k = 0; k < RL_ERR_KINDS; k++) {
+        m.errors[k] = sh->errors[k];
+    }
+
+    for (k = 0; k <= RL_LATENCY_BUCKETS; k++) {
+        m.latency[k] = sh->latency[k];
+    }
+
+    m.latency_sum_us = sh->latency_sum_us;
+    m.workers = sh->workers;
+    m.connections_up = sh->connections_up;
+    m.inflight = sh->inflight;
+
+    len = 4096 + m.nlimits * 512;
+
+    for ( ;; ) {
+        buf = ngx_pnalloc(r->pool, len);
+        if (buf == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        need = rl_metrics_render(&m, (char *) buf, len);
+
+        if (need < len) {
+            break;
+        }
+
+        len = need + 1;
+    }
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = need;
+    ngx_str_set(&r->headers_out.content_type,
+                "text/plain; version=0.0.4; charset=utf-8");
+    r->headers_out.content_type_len = sizeof("text/plain") - 1;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = buf;
+    b->last = buf + need;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static char *
+ngx_http_rate_limit_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t         *clcf;
+    ngx_http_rate_limit_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_rate_limit_module);
+    mcf->metrics_used = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_rate_limit_metrics_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_rate_limit_key_prefix(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_rate_limit_main_conf_t  *mcf = conf;
+
+    ngx_str_t  *value;
+
+    if (mcf->prefix.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].len > 128) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive, "
+                           "it must be 1 to 128 bytes long",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->prefix = value[1];
+
+    return NGX_CONF_OK;
 }
 
 
@@ -819,22 +1371,29 @@ ngx_http_rate_limit_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_rate_limit_main_conf_t  *mcf = conf;
 
+    ngx_str_t               name;
     ngx_http_rate_limit_t  *first;
 
     if (mcf->prefix.data == NULL) {
         ngx_str_set(&mcf->prefix, "rate_limit");
     }
 
-    if (mcf->prefix.len == 0 || mcf->prefix.len > 128) {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "invalid value \"%V\" in \"rate_limit_key_prefix\" "
-                      "directive, it must be 1 to 128 bytes long",
-                      &mcf->prefix);
-        return NGX_CONF_ERROR;
-    }
-
     ngx_conf_init_msec_value(mcf->connect_timeout, 100);
     ngx_conf_init_msec_value(mcf->timeout, 50);
+
+    if (mcf->limits.nelts || mcf->metrics_used) {
+        ngx_str_set(&name, "ngx_http_rate_limit_module");
+
+        mcf->shm_zone = ngx_shared_memory_add(cf, &name,
+                            sizeof(ngx_http_rate_limit_shm_t) + 65536,
+                            &ngx_http_rate_limit_module);
+        if (mcf->shm_zone == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        mcf->shm_zone->init = ngx_http_rate_limit_init_zone;
+        mcf->shm_zone->data = mcf;
+    }
 
     if (mcf->limits.nelts && !mcf->redis_set) {
         first = mcf->limits.elts;
@@ -865,6 +1424,7 @@ ngx_http_rate_limit_create_loc_conf(ngx_conf_t *cf)
     conf->status_code = NGX_CONF_UNSET_UINT;
     conf->log_level = NGX_CONF_UNSET_UINT;
     conf->dry_run = NGX_CONF_UNSET;
+    conf->headers = NGX_CONF_UNSET_UINT;
 
     return conf;
 }
@@ -885,6 +1445,8 @@ ngx_http_rate_limit_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_HTTP_TOO_MANY_REQUESTS);
     ngx_conf_merge_uint_value(conf->log_level, prev->log_level, NGX_LOG_WARN);
     ngx_conf_merge_value(conf->dry_run, prev->dry_run, 0);
+    ngx_conf_merge_uint_value(conf->headers, prev->headers,
+                              NGX_HTTP_RATE_LIMIT_HEADERS_ON);
 
     return NGX_CONF_OK;
 }
@@ -1000,6 +1562,22 @@ ngx_http_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "algorithm=", 10) == 0) {
+
+            if (value[i].len == 10 + sizeof("sliding_log") - 1
+                && ngx_strncmp(value[i].data + 10, "sliding_log",
+                               sizeof("sliding_log") - 1) == 0)
+            {
+                continue;
+            }
+
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid value \"%V\" in \"rate_limit\" "
+                               "directive, this version supports "
+                               "algorithm=sliding_log only", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
         if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
 
             if (limit->key.value.data) {
@@ -1062,15 +1640,20 @@ ngx_http_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "rate limit \"%V\" is already defined with "
-                               "requests=%ui window=%Mms in %V:%ui",
+                               "requests=%ui window=%M%s in %V:%ui",
                                &limit->name, known[i].requests,
-                               known[i].window, &known[i].file,
-                               known[i].line);
+                               known[i].window % 1000
+                               ? known[i].window : known[i].window / 1000,
+                               known[i].window % 1000 ? "ms" : "s",
+                               &known[i].file, known[i].line);
             return NGX_CONF_ERROR;
         }
 
+        limit->known = i;
         return NGX_CONF_OK;
     }
+
+    limit->known = mcf->limits.nelts;
 
     known = ngx_array_push(&mcf->limits);
     if (known == NULL) {
@@ -1120,12 +1703,18 @@ ngx_http_rate_limit_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_rate_limit_main_conf_t  *mcf = conf;
 
     size_t      len;
+    u_char     *eq;
     u_char      text[NGX_SOCKADDR_STRLEN];
     uint64_t    ms;
     ngx_str_t  *value, s;
     ngx_int_t   n;
     ngx_url_t   u;
-    ngx_uint_t  i;
+    ngx_uint_t  i, j, seen;
+
+    static ngx_str_t  params[] = {
+        ngx_string("db="), ngx_string("password="), ngx_string("username="),
+        ngx_string("connect_timeout="), ngx_string("timeout=")
+    };
 
     if (mcf->redis_set) {
         return "is duplicate";
@@ -1134,7 +1723,50 @@ ngx_http_rate_limit_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     mcf->redis_set = 1;
     value = cf->args->elts;
 
+    /* never echo what may be a secret: name a parameter by "name=" only */
+    eq = ngx_strlchr(value[1].data, value[1].data + value[1].len, '=');
+
+    if (eq) {
+        s.data = value[1].data;
+        s.len = eq - value[1].data + 1;
+
+        if (s.len == sizeof("sentinel=") - 1
+            && ngx_strncmp(s.data, "sentinel=", s.len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"sentinel=\" in \"rate_limit_redis\" is "
+                               "not supported yet");
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rate_limit_redis\" directive needs an address "
+                           "(host:port, host or unix:path) before \"%V\"",
+                           &s);
+        return NGX_CONF_ERROR;
+    }
+
+    seen = 0;
+
     for (i = 2; i < cf->args->nelts; i++) {
+
+        for (j = 0; j < sizeof(params) / sizeof(params[0]); j++) {
+            if (value[i].len >= params[j].len
+                && ngx_strncmp(value[i].data, params[j].data, params[j].len)
+                   == 0)
+            {
+                if (seen & (1 << j)) {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "duplicate parameter \"%V\" in "
+                                       "\"rate_limit_redis\" directive",
+                                       &params[j]);
+                    return NGX_CONF_ERROR;
+                }
+
+                seen |= 1 << j;
+                break;
+            }
+        }
 
         if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
             n = ngx_atoi(value[i].data + 3, value[i].len - 3);
@@ -1152,6 +1784,13 @@ ngx_http_rate_limit_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            if (value[i].len == 9) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "empty \"password=\" in "
+                                   "\"rate_limit_redis\" directive");
+                return NGX_CONF_ERROR;
+            }
+
             if (ngx_http_rate_limit_copy_cstr(cf, &mcf->password,
                                               value[i].data + 9,
                                               value[i].len - 9)
@@ -1165,6 +1804,13 @@ ngx_http_rate_limit_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "username=", 9) == 0) {
+            if (value[i].len == 9) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "empty \"username=\" in "
+                                   "\"rate_limit_redis\" directive");
+                return NGX_CONF_ERROR;
+            }
+
             if (ngx_http_rate_limit_copy_cstr(cf, &mcf->username,
                                               value[i].data + 9,
                                               value[i].len - 9)
@@ -1386,6 +2032,9 @@ ngx_http_rate_limit_init(ngx_conf_t *cf)
 
     *h = ngx_http_rate_limit_handler;
 
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_rate_limit_header_filter;
+
     return NGX_OK;
 }
 
@@ -1421,6 +2070,8 @@ ngx_http_rate_limit_init_process(ngx_cycle_t *cycle)
     rc.password = mcf->password_set ? (char *) mcf->password.data : NULL;
     rc.connect_timeout_ms = mcf->connect_timeout;
     rc.timeout_ms = mcf->timeout;
+    rc.on_state = ngx_http_rate_limit_on_state;
+    rc.state_data = mcf;
 
     mcf->client = rl_client_create(mcf->loop, &rc, err, sizeof(err));
 
@@ -1428,6 +2079,11 @@ ngx_http_rate_limit_init_process(ngx_cycle_t *cycle)
         ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
                       "rate limit: cannot create the Redis client: %s; "
                       "every request gets the fallback answer", err);
+        return NGX_OK;
+    }
+
+    if (mcf->sh) {
+        (void) ngx_atomic_fetch_add(&mcf->sh->workers, 1);
     }
 
     return NGX_OK;
@@ -1449,6 +2105,10 @@ ngx_http_rate_limit_exit_process(ngx_cycle_t *cycle)
     if (mcf->client) {
         rl_client_destroy(mcf->client);
         mcf->client = NULL;
+
+        if (mcf->sh) {
+            (void) ngx_atomic_fetch_add(&mcf->sh->workers, -1);
+        }
     }
 
     if (mcf->loop) {

@@ -56,6 +56,8 @@ typedef enum {
     RL_ERR_BUSY          /* too many checks in flight on this worker */
 } rl_error_e;
 
+#define RL_ERR_KINDS         (RL_ERR_BUSY + 1)
+
 
 typedef struct rl_loop_s    rl_loop_t;
 typedef struct rl_client_s  rl_client_t;
@@ -75,7 +77,13 @@ typedef struct {
     uint64_t       connect_timeout_ms;
     uint64_t       timeout_ms;
 
-    /* the script's EVALSHA is sent first; on NOSCRIPT, EVAL once */
+    /*
+     * Called when the connection becomes ready (up = 1) and when a ready
+     * connection is lost or a reconnect fails after one was ready (up = 0);
+     * optional.
+     */
+    void         (*on_state)(void *data, int up);
+    void          *state_data;
 } rl_redis_conf_t;
 
 
@@ -101,6 +109,7 @@ typedef struct {
     const char         *errstr;      /* static or owned by the core; valid
                                         during the callback only */
     int                 allowed;     /* every limit passed and was counted */
+    uint64_t            latency_us;  /* command sent to reply; 0: no reply */
     size_t              nlimits;
     rl_limit_result_t   limits[RL_MAX_LIMITS];
 } rl_verdict_t;
@@ -142,6 +151,44 @@ int rl_decode_reply(const struct redisReply *reply, size_t n, rl_verdict_t *v)
 uint64_t rl_retry_after_sec(uint64_t retry_ms) RL_NOEXCEPT;
 
 const char *rl_error_name(rl_error_e err) RL_NOEXCEPT;
+
+
+/* metrics (rl_metrics.cpp): the shim keeps the counters, the core renders */
+
+/* request verdicts as metric labels, in $rate_limit_status order */
+#define RL_STATUSES          6
+
+/* upper bounds of the Redis latency histogram, microseconds */
+#define RL_LATENCY_BUCKETS   11
+
+typedef struct {
+    const char    *name;
+    size_t         name_len;
+    uint64_t       requests[RL_STATUSES];
+} rl_metrics_limit_t;
+
+typedef struct {
+    const rl_metrics_limit_t  *limits;
+    size_t                     nlimits;
+
+    uint64_t       errors[RL_ERR_KINDS];            /* [RL_OK] unused */
+    uint64_t       latency[RL_LATENCY_BUCKETS + 1]; /* per bucket; last: +Inf */
+    uint64_t       latency_sum_us;
+
+    uint64_t       workers;          /* processes with a Redis client */
+    uint64_t       connections_up;   /* of those, connected to Redis */
+    uint64_t       inflight;         /* requests waiting for Redis */
+} rl_metrics_t;
+
+/* the histogram bucket of a latency */
+size_t rl_latency_bucket(uint64_t us) RL_NOEXCEPT;
+
+/*
+ * Writes the Prometheus text exposition of m into buf; returns the length it
+ * needs, which may be more than len (then call again with a larger buf).
+ */
+size_t rl_metrics_render(const rl_metrics_t *m, char *buf, size_t len)
+    RL_NOEXCEPT;
 
 
 /* the Redis client: one per worker process, driven by an rl_loop_t */

@@ -74,15 +74,15 @@ rl_parse_requests(const char *s, size_t len, uint64_t *out) noexcept
 
 /*
  * nginx's time syntax as ngx_parse_time() reads it: one or more
- * "<number><unit>" parts (ms, s, m, h, d, w, M, y), optionally separated by
- * spaces; a bare number is seconds.  No overflow: anything above ten years is
+ * "<number><unit>" parts (ms, s, m, h, d, w, M, y) in decreasing units,
+ * optionally separated by spaces; a bare number at the end is seconds.  No overflow: anything above ten years is
  * refused, the caller checks its own range.
  */
 extern "C" int
 rl_parse_duration_ms(const char *s, size_t len, uint64_t *out) noexcept
 {
     const uint64_t  cap = 10ULL * 365 * 86400 * 1000;
-    uint64_t        total = 0;
+    uint64_t        total = 0, last = UINT64_MAX;
     size_t          i = 0;
 
     if (len == 0) {
@@ -115,6 +115,12 @@ rl_parse_duration_ms(const char *s, size_t len, uint64_t *out) noexcept
             unit = 1000;
         }
 
+        /* as nginx: each part in a smaller unit than the one before */
+        if (unit >= last) {
+            return -1;
+        }
+
+        last = unit;
         i += used;
 
         if (n > cap / unit || total + n * unit > cap) {

@@ -194,6 +194,7 @@ decodeReply(const redisReply *reply, size_t n, rl_verdict_t *v) noexcept
     v->errstr = nullptr;
     v->allowed = 0;
     v->nlimits = 0;
+    v->latency_us = 0;
 
     if (reply == nullptr) {
         v->error = RL_ERR_CONNECT;

@@ -15,6 +15,7 @@
 #include "rl_limit.hpp"
 #include "rl_script.hpp"
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -34,6 +35,16 @@ errorVerdict(rl_verdict_t *v, rl_error_e err, const char *why) noexcept
     v->errstr = why;
     v->allowed = 0;
     v->nlimits = 0;
+    v->latency_us = 0;
+}
+
+
+/* a finer clock than the loop's cached milliseconds, for latency only */
+uint64_t
+steadyUs() noexcept
+{
+    return (uint64_t) std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 } /* namespace */
@@ -49,7 +60,9 @@ RedisClient::RedisClient(Loop *loop, const rl_redis_conf_t *conf)
       password_(conf->password ? conf->password : ""),
       auth_(conf->password != nullptr),
       connectTimeout_(conf->connect_timeout_ms),
-      timeout_(conf->timeout_ms)
+      timeout_(conf->timeout_ms),
+      onState_(conf->on_state),
+      stateData_(conf->state_data)
 {
     addr_ = unixPath_.empty() ? host_ + ":" + std::to_string(port_)
                               : "unix:" + unixPath_;
@@ -70,6 +83,8 @@ RedisClient::~RedisClient()
     for (Check *c = head_; c; c = c->next) {
         c->done = nullptr;
     }
+
+    reportState(false);
 
     deadlineTimer_->stop();
     connectTimer_->stop();
@@ -188,6 +203,7 @@ RedisClient::handshakeDone() noexcept
     failures_ = 0;
     timeouts_ = 0;
     lastError_.clear();
+    reportState(true);
 
     if (down_) {
         down_ = false;
@@ -213,23 +229,49 @@ void
 RedisClient::failed(rl_error_e kind, const char *what, const char *why)
     noexcept
 {
-    char  msg[512];
-
-    (void) kind;
+    char    msg[512];
+    size_t  n;
 
     connectTimer_->stop();
     state_ = State::Down;
     connected_ = false;
     down_ = true;
     failures_++;
+    reportState(false);
 
-    lastError_ = why;
+    downKind_ = kind;
 
-    std::snprintf(msg, sizeof(msg), "%s%s%s (redis: %s)", what, why,
-                  kFallback, addr_.c_str());
+    try {
+        lastError_ = why;
+    } catch (...) {
+    }
+
+    /* Redis' own messages may end with a period; ours adds one */
+    n = std::strlen(why);
+    while (n > 0 && why[n - 1] == '.') {
+        n--;
+    }
+
+    std::snprintf(msg, sizeof(msg), "%s%.*s%s (redis: %s)", what, (int) n,
+                  why, kFallback, addr_.c_str());
     logOnce(RL_LOG_ERR, msg);
 
     reconnectTimer_->start(backoffMs());
+}
+
+
+void
+RedisClient::reportState(bool up) noexcept
+{
+    if (up == upReported_) {
+        return;
+    }
+
+    upReported_ = up;
+
+    if (onState_) {
+        onState_(stateData_, up ? 1 : 0);
+    }
 }
 
 
@@ -314,7 +356,8 @@ RedisClient::start(const rl_limit_arg_t *limits, size_t n,
     }
 
     if (down_) {
-        errorVerdict(now, RL_ERR_CONNECT, "Redis down");
+        errorVerdict(now, downKind_,
+                     lastError_.empty() ? "Redis down" : lastError_.c_str());
         return nullptr;
     }
 
@@ -365,6 +408,7 @@ RedisClient::start(const rl_limit_arg_t *limits, size_t n,
     c->nlimits = n;
     c->expired = false;
     c->retried = false;
+    c->sent = steadyUs();
 
     /* while connecting, a check may also wait out the connect timeout */
     c->deadline = loop_->nowMs() + timeout_;
@@ -460,6 +504,8 @@ RedisClient::finish(Check *c, const redisReply *reply) noexcept
         if (!decodeReply(reply, c->nlimits, &v)) {
             garbage = (reply->type != REDIS_REPLY_ERROR);
         }
+
+        v.latency_us = steadyUs() - c->sent;
     }
 
     if (c->done && !c->expired) {

@@ -41,6 +41,7 @@ struct rl_check_s {
     void                    *data;
 
     uint64_t                 deadline;   /* loop ms */
+    uint64_t                 sent;       /* steady clock, us */
     bool                     expired;
     bool                     retried;    /* EVAL already sent after NOSCRIPT */
     size_t                   nlimits;
@@ -87,6 +88,7 @@ private:
     void armDeadline() noexcept;
     void logOnce(rl_log_level_e level, const char *msg) noexcept;
     uint64_t backoffMs() noexcept;
+    void reportState(bool up) noexcept;
 
     static void onConnect(const redisAsyncContext *ac, int status)
         noexcept;
@@ -111,6 +113,9 @@ private:
     uint64_t                connectTimeout_;
     uint64_t                timeout_;
     std::string             addr_;       /* for log lines */
+    void                  (*onState_)(void *data, int up);
+    void                   *stateData_;
+    bool                    upReported_ = false;
 
     redisAsyncContext      *ac_ = nullptr;
     State                   state_ = State::Idle;
@@ -123,6 +128,9 @@ private:
 
     /* what a NULL reply means while a connection we broke is being freed */
     rl_error_e              lostKind_ = RL_ERR_CONNECT;
+
+    /* why Redis is known to be down, for the checks answered at once */
+    rl_error_e              downKind_ = RL_ERR_CONNECT;
     std::string             lastError_;
     std::string             lastLogged_;
 

@@ -88,6 +88,10 @@ test_duration_refuses_junk(void **state)
     assert_int_equal(duration("h"), -1);
     assert_int_equal(duration("1x"), -1);
     assert_int_equal(duration("-5s"), -1);
+    assert_int_equal(duration("1s1h"), -1);             /* nginx refuses */
+    assert_int_equal(duration("1m1m"), -1);
+    assert_int_equal(duration("1h 1h"), -1);
+    assert_int_equal(duration("30 1h"), -1);
     assert_int_equal(duration("99999999999999y"), -1);
 }
 
