@@ -290,6 +290,90 @@ test_retry_after_rounds_up_to_whole_seconds(void **state)
 }
 
 
+static void
+test_latency_buckets_are_upper_bounds(void **state)
+{
+    (void) state;
+
+    assert_int_equal(rl_latency_bucket(0), 0);
+    assert_int_equal(rl_latency_bucket(250), 0);
+    assert_int_equal(rl_latency_bucket(251), 1);
+    assert_int_equal(rl_latency_bucket(1000000), RL_LATENCY_BUCKETS - 1);
+    assert_int_equal(rl_latency_bucket(1000001), RL_LATENCY_BUCKETS);
+}
+
+
+static void
+test_metrics_render_as_prometheus_text(void **state)
+{
+    char                 small[16], *big;
+    size_t               need, n;
+    rl_metrics_t         m;
+    rl_metrics_limit_t   l[1];
+
+    (void) state;
+
+    memset(&m, 0, sizeof(m));
+    memset(l, 0, sizeof(l));
+    l[0].name = "signature";
+    l[0].name_len = 9;
+    l[0].requests[0] = 10;
+    l[0].requests[1] = 5;
+    m.limits = l;
+    m.nlimits = 1;
+    m.errors[RL_ERR_TIMEOUT] = 2;
+    m.latency[0] = 3;
+    m.latency[2] = 1;
+    m.latency[RL_LATENCY_BUCKETS] = 1;
+    m.latency_sum_us = 2500750;
+    m.workers = 4;
+    m.connections_up = 3;
+
+    need = rl_metrics_render(&m, small, sizeof(small));
+    assert_true(need > sizeof(small));
+
+    big = malloc(need + 1);
+    assert_non_null(big);
+    n = rl_metrics_render(&m, big, need + 1);
+    assert_int_equal(n, need);
+
+    assert_non_null(strstr(big,
+        "rate_limit_requests_total{limit=\"signature\",status=\"passed\"}"
+        " 10\n"));
+    assert_non_null(strstr(big,
+        "rate_limit_requests_total{limit=\"signature\",status=\"rejected\"}"
+        " 5\n"));
+    assert_non_null(strstr(big,
+        "rate_limit_requests_total{limit=\"signature\",status=\"skipped\"}"
+        " 0\n"));
+    assert_non_null(strstr(big,
+        "rate_limit_redis_errors_total{kind=\"timeout\"} 2\n"));
+    assert_non_null(strstr(big,
+        "rate_limit_redis_errors_total{kind=\"connect\"} 0\n"));
+
+    /* buckets are cumulative, the last one is the count */
+    assert_non_null(strstr(big,
+        "rate_limit_redis_latency_seconds_bucket{le=\"0.000250\"} 3\n"));
+    assert_non_null(strstr(big,
+        "rate_limit_redis_latency_seconds_bucket{le=\"0.000500\"} 3\n"));
+    assert_non_null(strstr(big,
+        "rate_limit_redis_latency_seconds_bucket{le=\"0.001000\"} 4\n"));
+    assert_non_null(strstr(big,
+        "rate_limit_redis_latency_seconds_bucket{le=\"+Inf\"} 5\n"));
+    assert_non_null(strstr(big,
+        "rate_limit_redis_latency_seconds_sum 2.500750\n"));
+    assert_non_null(strstr(big,
+        "rate_limit_redis_latency_seconds_count 5\n"));
+
+    /* one worker of four is not connected */
+    assert_non_null(strstr(big, "rate_limit_redis_up 0\n"));
+    assert_non_null(strstr(big,
+        "rate_limit_redis_connections{state=\"down\"} 1\n"));
+
+    free(big);
+}
+
+
 int
 main(void)
 {
@@ -306,6 +390,8 @@ main(void)
         cmocka_unit_test(test_reply_of_two_limits_one_rejecting),
         cmocka_unit_test(test_bad_replies_are_errors_not_verdicts),
         cmocka_unit_test(test_retry_after_rounds_up_to_whole_seconds),
+        cmocka_unit_test(test_latency_buckets_are_upper_bounds),
+        cmocka_unit_test(test_metrics_render_as_prometheus_text),
     };
 
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);
