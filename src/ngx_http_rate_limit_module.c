@@ -61,6 +61,8 @@ typedef struct {
     ngx_str_t                    name;
     ngx_uint_t                   requests;
     ngx_msec_t                   window;          /* ms */
+    rl_algorithm_e               algorithm;
+    ngx_uint_t                   burst;           /* gcra; 0: requests */
     ngx_http_complex_value_t     key;
 
     /* where the NAME was first defined, for the conflict message */
@@ -376,9 +378,9 @@ static u_char  ngx_http_rate_limit_body[] = "Rate limit exceeded\n";
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
 
-/* per worker: throttling of the per-request fallback lines */
-static time_t      ngx_http_rate_limit_fallback_logged;
-static ngx_uint_t  ngx_http_rate_limit_fallback_suppressed;
+/* per worker and fallback mode: throttling of the per-request lines */
+static time_t      ngx_http_rate_limit_fallback_logged[2];
+static ngx_uint_t  ngx_http_rate_limit_fallback_suppressed[2];
 
 
 static ngx_int_t
@@ -464,6 +466,8 @@ ngx_http_rate_limit_handler(ngx_http_request_t *r)
                                        limits[i].name.len);
         args[n].requests = limits[i].requests;
         args[n].window_ms = limits[i].window;
+        args[n].algorithm = limits[i].algorithm;
+        args[n].burst = limits[i].burst;
 
         ctx->limits[n] = &limits[i];
         ctx->keys[n] = key;
@@ -677,21 +681,22 @@ ngx_http_rate_limit_log_fallback(ngx_http_rate_limit_ctx_t *ctx,
     const rl_verdict_t *v)
 {
     time_t               now;
-    ngx_uint_t           suppressed, level;
+    ngx_uint_t           suppressed, level, mode;
     const char          *action, *why;
     ngx_http_request_t  *r;
 
     r = ctx->request;
     now = ngx_time();
+    mode = ctx->lcf->fallback;
 
-    if (now == ngx_http_rate_limit_fallback_logged) {
-        ngx_http_rate_limit_fallback_suppressed++;
+    if (now == ngx_http_rate_limit_fallback_logged[mode]) {
+        ngx_http_rate_limit_fallback_suppressed[mode]++;
         return;
     }
 
-    suppressed = ngx_http_rate_limit_fallback_suppressed;
-    ngx_http_rate_limit_fallback_logged = now;
-    ngx_http_rate_limit_fallback_suppressed = 0;
+    suppressed = ngx_http_rate_limit_fallback_suppressed[mode];
+    ngx_http_rate_limit_fallback_logged[mode] = now;
+    ngx_http_rate_limit_fallback_suppressed[mode] = 0;
 
     if (ctx->lcf->fallback == NGX_HTTP_RATE_LIMIT_FALLBACK_OPEN) {
         action = "Allowing";
@@ -758,7 +763,13 @@ ngx_http_rate_limit_respond(ngx_http_request_t *r,
 
         for (i = 0; i < clcf->error_pages->nelts; i++) {
             if (err_page[i].status == (ngx_int_t) ctx->rc) {
-                return ctx->rc;
+                /*
+                 * Finalized here, not returned to the access phase, which
+                 * under "satisfy any" would take a 401 or 403 for a mere
+                 * denial and let allow or auth_basic grant the request.
+                 */
+                ngx_http_finalize_request(r, ctx->rc);
+                return NGX_DONE;
             }
         }
     }
@@ -1458,9 +1469,10 @@ ngx_http_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_rate_limit_loc_conf_t  *lcf = conf;
 
+    int                                alg;
     uint64_t                           v;
     ngx_str_t                         *value, key;
-    ngx_uint_t                         i;
+    ngx_uint_t                         i, seen_algorithm;
     ngx_http_rate_limit_t             *limit, *l, *known;
     ngx_http_compile_complex_value_t   ccv;
     ngx_http_rate_limit_main_conf_t   *mcf;
@@ -1514,6 +1526,7 @@ ngx_http_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     limit->line = cf->conf_file->line;
 
     ngx_str_set(&key, "$remote_addr");
+    seen_algorithm = 0;
 
     for (i = 2; i < cf->args->nelts; i++) {
 
@@ -1564,18 +1577,46 @@ ngx_http_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (ngx_strncmp(value[i].data, "algorithm=", 10) == 0) {
 
-            if (value[i].len == 10 + sizeof("sliding_log") - 1
-                && ngx_strncmp(value[i].data + 10, "sliding_log",
-                               sizeof("sliding_log") - 1) == 0)
-            {
-                continue;
+            if (seen_algorithm++) {
+                goto duplicate;
             }
 
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid value \"%V\" in \"rate_limit\" "
-                               "directive, this version supports "
-                               "algorithm=sliding_log only", &value[i]);
-            return NGX_CONF_ERROR;
+            alg = rl_parse_algorithm((char *) value[i].data + 10,
+                                     value[i].len - 10);
+            if (alg < 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid value \"%V\" in \"rate_limit\" "
+                                   "directive, algorithm must be "
+                                   "\"sliding_log\", \"sliding_window\", "
+                                   "\"gcra\" or \"fixed_window\"",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            limit->algorithm = (rl_algorithm_e) alg;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "burst=", 6) == 0) {
+
+            if (limit->burst) {
+                goto duplicate;
+            }
+
+            if (rl_parse_requests((char *) value[i].data + 6,
+                                  value[i].len - 6, &v)
+                != 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid value \"%V\" in \"rate_limit\" "
+                                   "directive, burst must be a number "
+                                   "from 1 to %uL",
+                                   &value[i], (uint64_t) RL_REQUESTS_MAX);
+                return NGX_CONF_ERROR;
+            }
+
+            limit->burst = (ngx_uint_t) v;
+            continue;
         }
 
         if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
@@ -1606,10 +1647,19 @@ ngx_http_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (limit->requests == 0 || limit->window == 0) {
+    /* the operators' guide's defaults: 10 requests an hour */
+    if (limit->requests == 0) {
+        limit->requests = 10;
+    }
+
+    if (limit->window == 0) {
+        limit->window = 3600 * 1000;
+    }
+
+    if (limit->burst && limit->algorithm != RL_ALG_GCRA) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"rate_limit\" directive \"%V\" must have "
-                           "\"requests=\" and \"window=\"", &value[1]);
+                           "\"burst=\" in \"rate_limit\" directive \"%V\" "
+                           "needs algorithm=gcra", &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -1636,15 +1686,20 @@ ngx_http_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (known[i].requests != limit->requests
-            || known[i].window != limit->window)
+            || known[i].window != limit->window
+            || known[i].algorithm != limit->algorithm
+            || known[i].burst != limit->burst)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "rate limit \"%V\" is already defined with "
-                               "requests=%ui window=%M%s in %V:%ui",
+                               "requests=%ui window=%M%s algorithm=%s%s in "
+                               "%V:%ui",
                                &limit->name, known[i].requests,
                                known[i].window % 1000
                                ? known[i].window : known[i].window / 1000,
                                known[i].window % 1000 ? "ms" : "s",
+                               rl_algorithm_name(known[i].algorithm),
+                               known[i].burst ? " with burst=" : "",
                                &known[i].file, known[i].line);
             return NGX_CONF_ERROR;
         }
@@ -2045,6 +2100,13 @@ ngx_http_rate_limit_init_process(ngx_cycle_t *cycle)
     char                              err[256];
     rl_redis_conf_t                   rc;
     ngx_http_rate_limit_main_conf_t  *mcf;
+
+    /* cache managers and loaders run this too: they serve no requests */
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle,
                                               ngx_http_rate_limit_module);

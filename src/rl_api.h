@@ -87,19 +87,34 @@ typedef struct {
 } rl_redis_conf_t;
 
 
+typedef enum {
+    RL_ALG_SLIDING_LOG = 0,   /* exact: one sorted-set entry per request */
+    RL_ALG_SLIDING_WINDOW,    /* two fixed-window counters, weighted */
+    RL_ALG_GCRA,              /* generic cell rate, with a burst */
+    RL_ALG_FIXED_WINDOW       /* one counter per window, epoch-aligned */
+} rl_algorithm_e;
+
+
 /* one limit of a check: the Redis key is already built (rl_build_key) */
 typedef struct {
-    const char    *key;
-    size_t         key_len;
-    uint64_t       requests;
-    uint64_t       window_ms;
+    const char      *key;
+    size_t           key_len;
+    uint64_t         requests;
+    uint64_t         window_ms;
+    rl_algorithm_e   algorithm;
+    uint64_t         burst;          /* gcra only; 0: requests */
 } rl_limit_arg_t;
+
+/* "sliding_log" etc. to the enum; -1 for an unknown name */
+int rl_parse_algorithm(const char *s, size_t len) RL_NOEXCEPT;
+const char *rl_algorithm_name(rl_algorithm_e alg) RL_NOEXCEPT;
 
 
 typedef struct {
-    uint64_t       count;            /* entries in the window, this one included */
-    uint64_t       remaining;        /* requests still allowed in the window */
-    uint64_t       reset_ms;         /* until the oldest entry leaves the window */
+    uint64_t       count;            /* requests counted in the window, this
+                                        one included when it passed */
+    uint64_t       remaining;        /* requests still allowed now */
+    uint64_t       reset_ms;         /* until the next unit of quota returns */
     uint64_t       retry_ms;         /* > 0: this limit rejects; wait this long */
 } rl_limit_result_t;
 

@@ -7,6 +7,7 @@
 #include "rl_api.h"
 
 #include <cstdint>
+#include <cstring>
 
 
 namespace {
@@ -158,4 +159,38 @@ rl_valid_name(const char *s, size_t len) noexcept
     }
 
     return 1;
+}
+
+
+namespace {
+
+const char  *kAlgorithms[] = {
+    "sliding_log", "sliding_window", "gcra", "fixed_window"
+};
+
+} /* namespace */
+
+
+extern "C" int
+rl_parse_algorithm(const char *s, size_t len) noexcept
+{
+    for (size_t i = 0; i < sizeof(kAlgorithms) / sizeof(kAlgorithms[0]);
+         i++)
+    {
+        if (std::strlen(kAlgorithms[i]) == len
+            && std::memcmp(kAlgorithms[i], s, len) == 0)
+        {
+            return (int) i;
+        }
+    }
+
+    return -1;
+}
+
+
+extern "C" const char *
+rl_algorithm_name(rl_algorithm_e alg) noexcept
+{
+    return (size_t) alg < sizeof(kAlgorithms) / sizeof(kAlgorithms[0])
+           ? kAlgorithms[alg] : "unknown";
 }

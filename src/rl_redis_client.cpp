@@ -382,19 +382,7 @@ RedisClient::start(const rl_limit_arg_t *limits, size_t n,
     }
 
     try {
-        c->argv.reserve(3 + 3 * n);
-        c->argv.emplace_back("EVALSHA");
-        c->argv.emplace_back(slidingLogSha());
-        c->argv.emplace_back(std::to_string(n));
-
-        for (size_t i = 0; i < n; i++) {
-            c->argv.emplace_back(limits[i].key, limits[i].key_len);
-        }
-
-        for (size_t i = 0; i < n; i++) {
-            c->argv.emplace_back(std::to_string(limits[i].requests));
-            c->argv.emplace_back(std::to_string(limits[i].window_ms));
-        }
+        buildArgv(limits, n, &c->argv);
 
     } catch (...) {
         delete c;
@@ -417,6 +405,15 @@ RedisClient::start(const rl_limit_arg_t *limits, size_t n,
                                        > c->deadline)
     {
         c->deadline = connectDeadline_ + timeout_;
+    }
+
+    /*
+     * Deadlines never decrease along the queue, so one timer armed for the
+     * oldest live check serves all; a check queued right after the first
+     * connect may wait at most as long as those queued during it.
+     */
+    if (tail_ && tail_->deadline > c->deadline) {
+        c->deadline = tail_->deadline;
     }
 
     if (!send(c)) {
@@ -448,8 +445,8 @@ RedisClient::start(const rl_limit_arg_t *limits, size_t n,
 bool
 RedisClient::send(Check *c) noexcept
 {
-    const char  *argv[3 + 3 * RL_MAX_LIMITS];
-    size_t       lens[3 + 3 * RL_MAX_LIMITS];
+    const char  *argv[kMaxArgv];
+    size_t       lens[kMaxArgv];
     size_t       argc = c->argv.size();
 
     for (size_t i = 0; i < argc; i++) {
@@ -483,7 +480,7 @@ RedisClient::finish(Check *c, const redisReply *reply) noexcept
 
         try {
             c->argv[0] = "EVAL";
-            c->argv[1] = slidingLogScript();
+            c->argv[1] = limitScript();
 
             if (send(c)) {
                 return;
@@ -543,9 +540,8 @@ RedisClient::finish(Check *c, const redisReply *reply) noexcept
 
 
 /*
- * Checks are queued in deadline order (one timeout for all, and a NOSCRIPT
- * retry keeps its place), so one timer armed for the oldest live check
- * serves them all.
+ * Checks are queued in deadline order (see start(); a NOSCRIPT retry keeps
+ * its place), so one timer armed for the oldest live check serves them all.
  */
 void
 RedisClient::armDeadline() noexcept

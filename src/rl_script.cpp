@@ -1,22 +1,36 @@
 /*
- * The sliding-log check of several limits as one atomic script.
+ * One atomic script decides a request against all its limits.
  *
- * KEYS[i]       the sorted set of limit i (PREFIX:KEY:NAME)
- * ARGV[2i-1]    requests allowed per window
- * ARGV[2i]      window, milliseconds
+ * KEYS[i]       the key of limit i (PREFIX:KEY:NAME)
+ * ARGV[4i-3]    its algorithm: l (sliding_log), s (sliding_window),
+ *               g (gcra), f (fixed_window)
+ * ARGV[4i-2]    requests allowed per window
+ * ARGV[4i-1]    window, milliseconds
+ * ARGV[4i]      burst (gcra)
  *
  * Time is the Redis server's (TIME), never a client's: every nginx host
- * shares one clock.  Members are "seconds.microseconds" with a "-N" suffix
- * when two requests land in the same microsecond; scores are the same
- * instant in seconds.  An entry at time s counts while now < s + window.
- *
- * All limits are decided before any is counted: the request is counted in
- * every limit or in none, so a rejected request consumes nothing.
+ * shares one clock.  All limits are decided, reading only, before any is
+ * counted: the request is counted in every limit or in none, so a rejected
+ * request consumes nothing.  (Sliding-log trimming of entries already out of
+ * the window is done while deciding; it changes no decision.)
  *
  * Returns { allowed, n, then per limit: count, remaining, reset_ms,
- * retry_ms }: count is the number of entries in the window after this
- * request, reset_ms the time until the oldest entry leaves the window, and
- * retry_ms, for a limit that rejects, the time until a request would pass.
+ * retry_ms }: count is the number of requests in the window (this one
+ * included when it passed), remaining what is still allowed now, reset_ms
+ * the time until the next unit of quota comes back, and retry_ms, for a
+ * limit that rejects, the time until a request would pass.
+ *
+ * sliding_log: a sorted set, one member per request ("seconds.micro", with
+ *   "-N" on collisions), scored by the same instant; it expires one window
+ *   after its newest entry.  Exact.
+ * fixed_window: a counter that expires at the end of the epoch-aligned
+ *   window.  Up to twice the limit can pass around a window boundary.
+ * sliding_window: a hash { w = window index, c = its count, p = the
+ *   previous window's count }; the estimate weights p by the share of the
+ *   sliding window still inside the previous fixed window.
+ * gcra: the theoretical arrival time (microseconds) as a string; one
+ *   request per window/requests, up to burst at once.
+ * A key of another type (the limit's algorithm was changed) is replaced.
  */
 
 #include "rl_script.hpp"
@@ -27,13 +41,9 @@ namespace {
 
 const char  script[] = R"lua(
 local t = redis.call('TIME')
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local stamp = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-local n = #KEYS
-local counts = {}
-local allowed = 1
 
--- scores come back as Redis formats doubles; microseconds are exact
 local function us(score)
   return math.floor(tonumber(score) * 1000000 + 0.5)
 end
@@ -42,60 +52,183 @@ local function seconds(v)
   return string.format('%d.%06d', math.floor(v / 1000000), v % 1000000)
 end
 
+local function fresh(key, want)
+  local ty = redis.call('TYPE', key).ok
+  if ty ~= 'none' and ty ~= want then
+    redis.call('DEL', key)
+  end
+end
+
+local decide, commit = {}, {}
+
+decide.l = function(key, limit, w)
+  fresh(key, 'zset')
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', seconds(now - w))
+  local p = { count = redis.call('ZCARD', key), retry = 0 }
+  if p.count >= limit then
+    local e = redis.call('ZRANGE', key, p.count - limit, p.count - limit,
+                         'WITHSCORES')
+    p.retry = us(e[2]) + w - now
+  end
+  p.remaining = limit - p.count
+  return p
+end
+
+commit.l = function(key, limit, w, p)
+  local member, seq = stamp, 0
+  while redis.call('ZADD', key, 'NX', stamp, member) == 0 do
+    seq = seq + 1
+    member = stamp .. '-' .. seq
+  end
+  redis.call('PEXPIRE', key, w / 1000)
+  p.count = p.count + 1
+  p.remaining = limit - p.count
+end
+
+local function report_l(key, w, p)
+  if p.count == 0 then
+    return 0
+  end
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return us(oldest[2]) + w - now
+end
+
+decide.f = function(key, limit, w)
+  fresh(key, 'string')
+  local p = { count = tonumber(redis.call('GET', key)) or 0, retry = 0 }
+  p.ends = (math.floor(now / w) + 1) * w
+  if p.count >= limit then
+    p.retry = p.ends - now
+  end
+  p.remaining = limit - p.count
+  return p
+end
+
+commit.f = function(key, limit, w, p)
+  p.count = redis.call('INCR', key)
+  redis.call('PEXPIREAT', key, p.ends / 1000)
+  p.remaining = limit - p.count
+end
+
+decide.s = function(key, limit, w)
+  fresh(key, 'hash')
+  local idx = math.floor(now / w)
+  local h = redis.call('HMGET', key, 'w', 'c', 'p')
+  local hw, c, pc = tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0
+  if hw == idx - 1 then
+    pc, c = c, 0
+  elseif hw ~= idx then
+    pc, c = 0, 0
+  end
+  local into = now - idx * w
+  local est = pc * (w - into) / w + c
+  local p = { idx = idx, c = c, pc = pc, est = est, retry = 0,
+              reset = w - into }
+  if est + 1 > limit then
+    if c + 1 <= limit and pc > 0 then
+      -- later in this window, when the previous one weighs little enough
+      p.retry = math.ceil(w - (limit - 1 - c) * w / pc - into)
+    else
+      -- in the next window, when this one's count weighs little enough
+      p.retry = math.ceil(w - into + w - (limit - 1) * w / math.max(c, 1))
+    end
+    if p.retry < 1 then
+      p.retry = 1
+    end
+  end
+  p.count = math.floor(est)
+  p.remaining = math.floor(limit - est)
+  return p
+end
+
+commit.s = function(key, limit, w, p)
+  redis.call('HSET', key, 'w', p.idx, 'c', p.c + 1, 'p', p.pc)
+  redis.call('PEXPIRE', key, 2 * w / 1000)
+  p.est = p.est + 1
+  p.count = math.ceil(p.est)
+  p.remaining = math.floor(limit - p.est)
+end
+
+decide.g = function(key, limit, w, burst)
+  fresh(key, 'string')
+  local interval = w / limit
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then
+    tat = now
+  end
+  local p = { tat = tat, new_tat = tat + interval, retry = 0 }
+  local allow_at = p.new_tat - burst * interval
+  if allow_at > now then
+    p.retry = allow_at - now
+  end
+  p.remaining = math.floor((now + burst * interval - tat) / interval)
+  p.count = burst - p.remaining
+  p.reset = tat - now - (burst - 1) * interval
+  return p
+end
+
+commit.g = function(key, limit, w, p, burst)
+  local interval = w / limit
+  redis.call('SET', key, string.format('%d', math.ceil(p.new_tat)), 'PX',
+             math.max(1, math.ceil((p.new_tat - now) / 1000)))
+  p.remaining = math.floor((now + burst * interval - p.new_tat) / interval)
+  p.count = burst - p.remaining
+  p.reset = p.new_tat - now - p.remaining * interval
+  p.reset = p.reset - (burst - 1 - p.remaining) * interval
+end
+
+local n = #KEYS
+local plans = {}
+local allowed = 1
+
 for i = 1, n do
-  local limit = tonumber(ARGV[2 * i - 1])
-  local window_us = tonumber(ARGV[2 * i]) * 1000
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', seconds(now_us - window_us))
-  counts[i] = redis.call('ZCARD', KEYS[i])
-  if counts[i] >= limit then
+  local alg = ARGV[4 * i - 3]
+  local limit = tonumber(ARGV[4 * i - 2])
+  local w = tonumber(ARGV[4 * i - 1]) * 1000
+  local p = decide[alg](KEYS[i], limit, w, tonumber(ARGV[4 * i]))
+  if p.retry > 0 then
     allowed = 0
   end
+  plans[i] = p
 end
 
 local out = { allowed, n }
 
 for i = 1, n do
-  local key = KEYS[i]
-  local limit = tonumber(ARGV[2 * i - 1])
-  local window_ms = tonumber(ARGV[2 * i])
-  local window_us = window_ms * 1000
-  local count = counts[i]
-  local retry_us = 0
-
+  local alg = ARGV[4 * i - 3]
+  local limit = tonumber(ARGV[4 * i - 2])
+  local w = tonumber(ARGV[4 * i - 1]) * 1000
+  local burst = tonumber(ARGV[4 * i])
+  local p = plans[i]
   if allowed == 1 then
-    local member = stamp
-    local seq = 0
-    while redis.call('ZADD', key, 'NX', stamp, member) == 0 do
-      seq = seq + 1
-      member = stamp .. '-' .. seq
-    end
-    redis.call('PEXPIRE', key, window_ms)
-    count = count + 1
-  elseif count >= limit then
-    local e = redis.call('ZRANGE', key, count - limit, count - limit,
-                         'WITHSCORES')
-    retry_us = us(e[2]) + window_us - now_us
+    commit[alg](KEYS[i], limit, w, p, burst)
   end
-
-  local reset_us = 0
-  if count > 0 then
-    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    reset_us = us(oldest[2]) + window_us - now_us
+  local reset = p.reset
+  if alg == 'l' then
+    reset = report_l(KEYS[i], w, p)
+  elseif alg == 'f' then
+    reset = p.ends - now
   end
-
-  local remaining = limit - count
-  if remaining < 0 then
-    remaining = 0
+  if reset == nil or reset < 0 then
+    reset = 0
   end
-
-  out[#out + 1] = count
-  out[#out + 1] = remaining
-  out[#out + 1] = math.ceil(reset_us / 1000)
-  out[#out + 1] = math.ceil(retry_us / 1000)
+  if p.remaining < 0 then
+    p.remaining = 0
+  end
+  if p.count < 0 then
+    p.count = 0
+  end
+  out[#out + 1] = p.count
+  out[#out + 1] = p.remaining
+  out[#out + 1] = math.ceil(reset / 1000)
+  out[#out + 1] = math.ceil(p.retry / 1000)
 end
 
 return out
 )lua";
+
+
+const char  algorithmCodes[] = "lsgf";
 
 } /* namespace */
 
@@ -103,7 +236,7 @@ return out
 namespace rl {
 
 const std::string &
-slidingLogScript()
+limitScript()
 {
     static const std::string  s(script, sizeof(script) - 1);
 
@@ -112,11 +245,36 @@ slidingLogScript()
 
 
 const std::string &
-slidingLogSha()
+limitSha()
 {
     static const std::string  sha = sha1Hex(script, sizeof(script) - 1);
 
     return sha;
+}
+
+
+void
+buildArgv(const rl_limit_arg_t *limits, size_t n,
+    std::vector<std::string> *argv)
+{
+    argv->clear();
+    argv->reserve(3 + 5 * n);
+    argv->emplace_back("EVALSHA");
+    argv->emplace_back(limitSha());
+    argv->emplace_back(std::to_string(n));
+
+    for (size_t i = 0; i < n; i++) {
+        argv->emplace_back(limits[i].key, limits[i].key_len);
+    }
+
+    for (size_t i = 0; i < n; i++) {
+        argv->emplace_back(1, algorithmCodes[limits[i].algorithm & 3]);
+        argv->emplace_back(std::to_string(limits[i].requests));
+        argv->emplace_back(std::to_string(limits[i].window_ms));
+        argv->emplace_back(std::to_string(limits[i].burst
+                                          ? limits[i].burst
+                                          : limits[i].requests));
+    }
 }
 
 } /* namespace rl */

@@ -1,5 +1,5 @@
 /*
- * The sliding-log limit script and its digest.  The client sends EVALSHA
+ * The limit script, its digest and its arguments.  The client sends EVALSHA
  * first and falls back to EVAL (which also caches the script in Redis) only
  * on an explicit NOSCRIPT reply.
  */
@@ -7,13 +7,23 @@
 #ifndef RL_SCRIPT_HPP
 #define RL_SCRIPT_HPP
 
+#include "rl_api.h"
+
 #include <string>
+#include <vector>
 
 
 namespace rl {
 
-const std::string &slidingLogScript();
-const std::string &slidingLogSha();
+/* EVALSHA, digest, numkeys, the keys, then 4 arguments per limit */
+constexpr size_t  kMaxArgv = 3 + 5 * RL_MAX_LIMITS;
+
+const std::string &limitScript();
+const std::string &limitSha();
+
+/* the EVALSHA command of a check of n limits; throws std::bad_alloc */
+void buildArgv(const rl_limit_arg_t *limits, size_t n,
+    std::vector<std::string> *argv);
 
 } /* namespace rl */
 

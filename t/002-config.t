@@ -167,29 +167,33 @@ GET /x
 
 
 
-=== TEST 9: a rate_limit without requests= is refused
+=== TEST 9: requests= defaults to the operators' guide's 10
 --- http_config eval: $::HttpConfig
 --- config
     location /x {
         rate_limit signature window=1h;
         empty_gif;
     }
---- must_die
---- error_log
-"rate_limit" directive "signature" must have "requests=" and "window="
+--- request eval
+[ map { "GET /x" } 1 .. 11 ]
+--- error_code eval
+[ (200) x 10, 429 ]
 
 
 
-=== TEST 10: a rate_limit without window= is refused
+=== TEST 10: window= defaults to the operators' guide's hour
 --- http_config eval: $::HttpConfig
 --- config
     location /x {
-        rate_limit signature requests=10;
+        rate_limit signature requests=1;
         empty_gif;
     }
---- must_die
---- error_log
-"rate_limit" directive "signature" must have "requests=" and "window="
+--- request eval
+[ "GET /x", "GET /x" ]
+--- error_code eval
+[ 200, 429 ]
+--- response_headers_like eval
+[ 'RateLimit-Policy: "signature";q=1;w=3600', 'Retry-After: 3(599|600)' ]
 
 
 
@@ -367,7 +371,7 @@ location /a {
     }
 --- must_die
 --- error_log
-rate limit "signature" is already defined with requests=10 window=3600s in $TEST_NGINX_SERVROOT/html/first.conf:2
+rate limit "signature" is already defined with requests=10 window=3600s algorithm=sliding_log in $TEST_NGINX_SERVROOT/html/first.conf:2
 
 
 
@@ -384,7 +388,7 @@ rate limit "signature" is already defined with requests=10 window=3600s in $TEST
     }
 --- must_die
 --- error_log eval
-qr{rate limit "signature" is already defined with requests=10 window=3600s in \S+/conf/nginx\.conf:\d+}
+qr{rate limit "signature" is already defined with requests=10 window=3600s algorithm=sliding_log in \S+/conf/nginx\.conf:\d+}
 
 
 
@@ -400,7 +404,7 @@ $::HttpConfig . q{
     }
 --- must_die
 --- error_log eval
-qr{rate limit "signature" is already defined with requests=10 window=3600s in \S+/conf/nginx\.conf:\d+}
+qr{rate limit "signature" is already defined with requests=10 window=3600s algorithm=sliding_log in \S+/conf/nginx\.conf:\d+}
 
 
 
@@ -936,7 +940,7 @@ invalid value "window=1s1h" in "rate_limit" directive
 
 
 
-=== TEST 69: an algorithm this version lacks is refused by name
+=== TEST 69: an unknown algorithm is refused, naming the ones there are
 --- http_config
     rate_limit_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
 --- config
@@ -946,7 +950,7 @@ invalid value "window=1s1h" in "rate_limit" directive
     }
 --- must_die
 --- error_log
-invalid value "algorithm=leaky" in "rate_limit" directive
+invalid value "algorithm=leaky" in "rate_limit" directive, algorithm must be "sliding_log", "sliding_window", "gcra" or "fixed_window"
 
 
 
@@ -956,3 +960,49 @@ invalid value "algorithm=leaky" in "rate_limit" directive
 --- must_die
 --- error_log
 "sentinel=" in "rate_limit_redis" is not supported yet
+
+
+
+=== TEST 71: burst= needs algorithm=gcra
+--- http_config
+    rate_limit_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+--- config
+    location /x {
+        rate_limit x requests=10 window=1m burst=5;
+        empty_gif;
+    }
+--- must_die
+--- error_log
+"burst=" in "rate_limit" directive "x" needs algorithm=gcra
+
+
+
+=== TEST 72: burst=0 is refused
+--- http_config
+    rate_limit_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+--- config
+    location /x {
+        rate_limit x requests=10 window=1m algorithm=gcra burst=0;
+        empty_gif;
+    }
+--- must_die
+--- error_log
+invalid value "burst=0" in "rate_limit" directive, burst must be a number from 1 to 1000000000
+
+
+
+=== TEST 73: one NAME with two algorithms is a conflict
+--- http_config
+    rate_limit_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+--- config
+    location /a {
+        rate_limit x requests=10 window=1m;
+        empty_gif;
+    }
+    location /b {
+        rate_limit x requests=10 window=1m algorithm=gcra;
+        empty_gif;
+    }
+--- must_die
+--- error_log eval
+qr/rate limit "x" is already defined with requests=10 window=60s algorithm=sliding_log in \S+nginx\.conf:\d+/

@@ -149,13 +149,21 @@ run_for(fixture_t *f, int ms)
 
 
 static rl_check_t *
-start(fixture_t *f, const char *key, uint64_t requests, uint64_t window_ms,
-    result_t *r)
+start_alg(fixture_t *f, const char *key, uint64_t requests,
+    uint64_t window_ms, rl_algorithm_e alg, uint64_t burst, result_t *r)
 {
-    rl_limit_arg_t  l = { key, strlen(key), requests, window_ms };
+    rl_limit_arg_t  l = { key, strlen(key), requests, window_ms, alg, burst };
 
     memset(r, 0, sizeof(*r));
     return rl_check_start(f->client, &l, 1, on_done, r, &r->v);
+}
+
+
+static rl_check_t *
+start(fixture_t *f, const char *key, uint64_t requests, uint64_t window_ms,
+    result_t *r)
+{
+    return start_alg(f, key, requests, window_ms, RL_ALG_SLIDING_LOG, 0, r);
 }
 
 
@@ -164,6 +172,20 @@ zcard(fixture_t *f, const char *key)
 {
     long long    n;
     redisReply  *reply = redisCommand(f->sync, "ZCARD %s", key);
+
+    assert_non_null(reply);
+    n = reply->integer;
+    freeReplyObject(reply);
+
+    return n;
+}
+
+
+static long long
+pttl(fixture_t *f, const char *key)
+{
+    long long    n;
+    redisReply  *reply = redisCommand(f->sync, "PTTL %s", key);
 
     assert_non_null(reply);
     n = reply->integer;
@@ -258,8 +280,8 @@ test_a_rejected_request_counts_in_no_limit(void **state)
     snprintf(a, sizeof(a), "%s:a", f->key);
     snprintf(b, sizeof(b), "%s:b", f->key);
 
-    l[0] = (rl_limit_arg_t) { a, strlen(a), 2, 60000 };
-    l[1] = (rl_limit_arg_t) { b, strlen(b), 5, 60000 };
+    l[0] = (rl_limit_arg_t) { a, strlen(a), 2, 60000, RL_ALG_SLIDING_LOG, 0 };
+    l[1] = (rl_limit_arg_t) { b, strlen(b), 5, 60000, RL_ALG_GCRA, 0 };
 
     for (i = 1; i <= 3; i++) {
         memset(&r, 0, sizeof(r));
@@ -273,7 +295,9 @@ test_a_rejected_request_counts_in_no_limit(void **state)
     assert_int_equal(r.v.limits[1].retry_ms, 0);
     assert_int_equal(r.v.limits[1].remaining, 3);
     assert_int_equal(zcard(f, a), 2);
-    assert_int_equal(zcard(f, b), 2);
+
+    /* the gcra limit holds two emission intervals (2 x 12 s), not three */
+    assert_in_range(pttl(f, b), 23000, 24000);
 }
 
 
@@ -456,6 +480,128 @@ test_destroying_the_client_drops_checks_in_flight(void **state)
 }
 
 
+/* n checks in a row on one key; results in r[0..n) */
+static void
+run_checks(fixture_t *f, rl_algorithm_e alg, uint64_t requests,
+    uint64_t window_ms, uint64_t burst, result_t *r, int n)
+{
+    int  i;
+
+    for (i = 0; i < n; i++) {
+        assert_non_null(start_alg(f, f->key, requests, window_ms, alg,
+                                  burst, &r[i]));
+        wait_for(f, &r[i], 2000);
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].v.error, RL_OK);
+    }
+}
+
+
+static void
+test_fixed_window_counts_to_the_window_end(void **state)
+{
+    fixture_t  *f = *state;
+    result_t    r[4];
+    int         i;
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    run_checks(f, RL_ALG_FIXED_WINDOW, 3, 3600000, 0, r, 4);
+
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(r[i].v.allowed, 1);
+        assert_int_equal(r[i].v.limits[0].count, i + 1);
+        assert_int_equal(r[i].v.limits[0].remaining, 2 - i);
+    }
+
+    assert_int_equal(r[3].v.allowed, 0);
+    assert_int_equal(r[3].v.limits[0].count, 3);
+
+    /* the window is epoch-aligned: the retry is the time to its end */
+    assert_in_range(r[3].v.limits[0].retry_ms, 1, 3600000);
+    assert_in_range(r[3].v.limits[0].retry_ms,
+                    r[3].v.limits[0].reset_ms - 5, r[3].v.limits[0].reset_ms);
+    assert_in_range(pttl(f, f->key), r[3].v.limits[0].retry_ms - 1000,
+                    r[3].v.limits[0].retry_ms);
+}
+
+
+static void
+test_gcra_admits_the_burst_then_one_per_interval(void **state)
+{
+    fixture_t  *f = *state;
+    result_t    r[4];
+    int         i;
+
+    if (!f->port) {
+        skip();
+    }
+
+    /* 6 a minute is one each 10 s; a burst of 3 passes at once */
+    f->client = client(f, f->port, 1000);
+    run_checks(f, RL_ALG_GCRA, 6, 60000, 3, r, 4);
+
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(r[i].v.allowed, 1);
+        assert_int_equal(r[i].v.limits[0].remaining, 2 - i);
+    }
+
+    assert_int_equal(r[3].v.allowed, 0);
+    assert_int_equal(r[3].v.limits[0].remaining, 0);
+    assert_in_range(r[3].v.limits[0].retry_ms, 9900, 10000);
+}
+
+
+static void
+test_sliding_window_rejects_at_the_limit(void **state)
+{
+    fixture_t  *f = *state;
+    result_t    r[4];
+    int         i;
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    run_checks(f, RL_ALG_SLIDING_WINDOW, 3, 3600000, 0, r, 4);
+
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(r[i].v.allowed, 1);
+        assert_int_equal(r[i].v.limits[0].count, i + 1);
+    }
+
+    assert_int_equal(r[3].v.allowed, 0);
+    assert_int_equal(r[3].v.limits[0].remaining, 0);
+
+    /* the three entries of this window weigh in until the next one ends */
+    assert_true(r[3].v.limits[0].retry_ms > r[3].v.limits[0].reset_ms);
+    assert_true(r[3].v.limits[0].retry_ms <= 2 * 3600000);
+}
+
+
+static void
+test_a_changed_algorithm_takes_the_key_over(void **state)
+{
+    fixture_t  *f = *state;
+    result_t    r[2];
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    run_checks(f, RL_ALG_SLIDING_LOG, 3, 60000, 0, r, 1);
+    run_checks(f, RL_ALG_GCRA, 3, 60000, 0, r + 1, 1);
+
+    assert_int_equal(r[1].v.allowed, 1);
+    assert_int_equal(r[1].v.limits[0].remaining, 2);
+}
+
+
 int
 main(void)
 {
@@ -468,6 +614,15 @@ main(void)
             test_a_rejected_request_counts_in_no_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_flushed_script_is_loaded_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_fixed_window_counts_to_the_window_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_gcra_admits_the_burst_then_one_per_interval, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_sliding_window_rejects_at_the_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_changed_algorithm_takes_the_key_over, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_refused_connection_answers_at_once_afterwards, setup,
             teardown),
