@@ -12,8 +12,9 @@ BEGIN {
     chomp $OwnRedisPort;
     die "cannot start redis-server\n" unless $OwnRedisPort;
     # what the module needs: the script and the commands it runs
-    my $cmds = "+evalsha +eval +select +time +zremrangebyscore +zcard +zadd"
-               . " +pexpire +zrange";
+    my $cmds = "+evalsha +eval +select +time +type +del +zremrangebyscore"
+               . " +zcard +zadd +pexpire +zrange +get +set +incr +pexpireat"
+               . " +hmget +hset";
     system("redis-cli -p $OwnRedisPort acl setuser limiter on '>limiter-pw'"
            . " '~rate_limit:*' $cmds >/dev/null") == 0 or die;
     system("redis-cli -p $OwnRedisPort acl setuser readonly on '>ro-pw'"
