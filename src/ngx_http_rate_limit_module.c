@@ -24,6 +24,7 @@
 
 #include "rl_api.h"
 #include "rl_ngx_loop.h"
+#include "ngx_http_rate_limit_cache.h"
 
 
 #define NGX_HTTP_RATE_LIMIT_FALLBACK_OPEN     0
@@ -92,6 +93,7 @@ typedef struct {
     ngx_atomic_t                 workers;
     ngx_atomic_t                 connections_up;
     ngx_atomic_t                 inflight;
+    ngx_atomic_t                 cache_hits;
     ngx_uint_t                   nlimits;
     ngx_http_rate_limit_shm_limit_t
                                  limits[NGX_HTTP_RATE_LIMIT_METRIC_NAMES];
@@ -117,6 +119,9 @@ typedef struct {
 
     ngx_flag_t                   metrics_used;
     ngx_shm_zone_t              *shm_zone;
+
+    ngx_flag_t                   local_cache;
+    ngx_shm_zone_t              *cache_zone;
     ngx_http_rate_limit_shm_t   *sh;
 
     /* the worker's Redis client; NULL in the master and in nginx -t */
@@ -155,8 +160,12 @@ typedef struct {
     ngx_http_rate_limit_t           *limits[RL_MAX_LIMITS];
     ngx_str_t                        keys[RL_MAX_LIMITS];
     rl_limit_result_t                results[RL_MAX_LIMITS];
+    ngx_str_t                        rkeys[RL_MAX_LIMITS];
 
-    unsigned                         inflight:1;
+    /* results[i] not known: the over-limit cache answered for another */
+    uint32_t                         unknown;
+
+    unsigned                         cached:1;
     unsigned                         headers_done:1;
 } ngx_http_rate_limit_ctx_t;
 
@@ -165,6 +174,8 @@ static ngx_int_t ngx_http_rate_limit_handler(ngx_http_request_t *r);
 static ngx_http_rate_limit_ctx_t *ngx_http_rate_limit_get_ctx(
     ngx_http_request_t *r);
 static void ngx_http_rate_limit_cleanup(void *data);
+static ngx_uint_t ngx_http_rate_limit_cached(ngx_http_rate_limit_ctx_t *ctx,
+    rl_verdict_t *v);
 static void ngx_http_rate_limit_done(void *data, const rl_verdict_t *v);
 static void ngx_http_rate_limit_decide(ngx_http_rate_limit_ctx_t *ctx,
     const rl_verdict_t *v);
@@ -297,6 +308,13 @@ static ngx_command_t  ngx_http_rate_limit_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_rate_limit_loc_conf_t, headers),
       &ngx_http_rate_limit_headers },
+
+    { ngx_string("rate_limit_local_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_rate_limit_main_conf_t, local_cache),
+      NULL },
 
     { ngx_string("rate_limit_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -471,6 +489,8 @@ ngx_http_rate_limit_handler(ngx_http_request_t *r)
 
         ctx->limits[n] = &limits[i];
         ctx->keys[n] = key;
+        ctx->rkeys[n].data = p;
+        ctx->rkeys[n].len = args[n].key_len;
         n++;
     }
 
@@ -482,6 +502,11 @@ ngx_http_rate_limit_handler(ngx_http_request_t *r)
         ctx->status = NGX_HTTP_RATE_LIMIT_SKIPPED;
         ngx_http_rate_limit_count(ctx, NULL);
         return NGX_DECLINED;
+    }
+
+    if (mcf->cache_zone && ngx_http_rate_limit_cached(ctx, &now)) {
+        ngx_http_rate_limit_decide(ctx, &now);
+        return ngx_http_rate_limit_respond(r, ctx);
     }
 
     if (mcf->client == NULL) {
@@ -530,6 +555,66 @@ ngx_http_rate_limit_get_ctx(ngx_http_request_t *r)
     }
 
     return NULL;
+}
+
+
+/*
+ * Answers from the over-limit cache when a key of the request is known to be
+ * over its limit: the request is rejected without a Redis round trip and
+ * counts nowhere, as any rejected request.  Returns 1 with the verdict in v.
+ */
+static ngx_uint_t
+ngx_http_rate_limit_cached(ngx_http_rate_limit_ctx_t *ctx, rl_verdict_t *v)
+{
+    ngx_uint_t                        i, hit;
+    ngx_msec_t                        wait;
+    rl_limit_result_t                *res;
+    ngx_http_rate_limit_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(ctx->request,
+                                        ngx_http_rate_limit_module);
+    hit = 0;
+
+    for (i = 0; i < ctx->nlimits; i++) {
+        res = &v->limits[i];
+
+        wait = ngx_http_rate_limit_cache_lookup(mcf->cache_zone,
+                                                ctx->rkeys[i].data,
+                                                ctx->rkeys[i].len);
+        if (wait) {
+            res->count = ctx->limits[i]->requests;
+            res->remaining = 0;
+            res->reset_ms = wait;
+            res->retry_ms = wait;
+            hit = 1;
+            continue;
+        }
+
+        res->count = 0;
+        res->remaining = (uint64_t) -1;
+        res->reset_ms = 0;
+        res->retry_ms = 0;
+        ctx->unknown |= 1 << i;
+    }
+
+    if (!hit) {
+        ctx->unknown = 0;
+        return 0;
+    }
+
+    v->error = RL_OK;
+    v->errstr = NULL;
+    v->allowed = 0;
+    v->nlimits = ctx->nlimits;
+    v->latency_us = 0;
+
+    ctx->cached = 1;
+
+    if (mcf->sh) {
+        (void) ngx_atomic_fetch_add(&mcf->sh->cache_hits, 1);
+    }
+
+    return 1;
 }
 
 
@@ -586,11 +671,14 @@ ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
     ngx_uint_t                       i;
     ngx_log_t                       *log;
     ngx_http_rate_limit_t           *limit;
-    const rl_limit_result_t         *res;
-    ngx_http_rate_limit_loc_conf_t  *lcf;
+    const rl_limit_result_t          *res;
+    ngx_http_rate_limit_loc_conf_t   *lcf;
+    ngx_http_rate_limit_main_conf_t  *mcf;
 
     lcf = ctx->lcf;
     log = ctx->request->connection->log;
+    mcf = ngx_http_get_module_main_conf(ctx->request,
+                                        ngx_http_rate_limit_module);
 
     if (v->error != RL_OK || v->nlimits != ctx->nlimits) {
         ngx_http_rate_limit_log_fallback(ctx, v);
@@ -642,9 +730,17 @@ ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
 
         ngx_log_error(lcf->log_level, log, 0,
                       "Rate limit exceeded for IP %V on %V endpoint. "
-                      "Attempts: %uL/%ui%s",
+                      "Attempts: %uL/%ui%s%s",
                       &ctx->keys[i], &limit->name, res->count,
-                      limit->requests, lcf->dry_run ? ", dry run" : "");
+                      limit->requests, lcf->dry_run ? ", dry run" : "",
+                      ctx->cached ? ", cached" : "");
+
+        if (mcf->cache_zone && !ctx->cached) {
+            ngx_http_rate_limit_cache_store(mcf->cache_zone,
+                                            ctx->rkeys[i].data,
+                                            ctx->rkeys[i].len,
+                                            (ngx_msec_t) res->retry_ms);
+        }
     }
 
     ctx->remaining = remaining;
@@ -831,6 +927,7 @@ ngx_http_rate_limit_send_rejection(ngx_http_request_t *r, ngx_uint_t status)
 static ngx_int_t
 ngx_http_rate_limit_header_filter(ngx_http_request_t *r)
 {
+    char                       *sep;
     u_char                     *p, *last;
     size_t                      len;
     uint64_t                    t, tightest;
@@ -864,6 +961,8 @@ ngx_http_rate_limit_header_filter(ngx_http_request_t *r)
                + 2 * NGX_INT64_LEN;
     }
 
+    sep = "";
+
     p = ngx_pnalloc(r->pool, 2 * len);
     if (p == NULL) {
         return NGX_ERROR;
@@ -871,9 +970,14 @@ ngx_http_rate_limit_header_filter(ngx_http_request_t *r)
 
     last = p;
     for (i = 0; i < ctx->nlimits; i++) {
+        if (ctx->unknown & (1 << i)) {
+            continue;
+        }
+
         l = ctx->limits[i];
-        last = ngx_sprintf(last, "%s\"%V\";q=%ui;w=%M", i ? ", " : "",
-                           &l->name, l->requests, (l->window + 999) / 1000);
+        last = ngx_sprintf(last, "%s\"%V\";q=%ui;w=%M", sep, &l->name,
+                           l->requests, (l->window + 999) / 1000);
+        sep = ", ";
     }
 
     if (ngx_http_rate_limit_add_header(r, "RateLimit-Policy", p, last - p)
@@ -885,16 +989,22 @@ ngx_http_rate_limit_header_filter(ngx_http_request_t *r)
     p = last;
     k = 0;
     tightest = (uint64_t) -1;
+    sep = "";
 
     for (i = 0; i < ctx->nlimits; i++) {
+        if (ctx->unknown & (1 << i)) {
+            continue;
+        }
+
         res = &ctx->results[i];
 
         /* a rejecting limit's quota comes back when a retry would pass */
         t = (res->retry_ms ? res->retry_ms : res->reset_ms) + 999;
 
-        last = ngx_sprintf(last, "%s\"%V\";r=%uL;t=%uL", i ? ", " : "",
+        last = ngx_sprintf(last, "%s\"%V\";r=%uL;t=%uL", sep,
                            &ctx->limits[i]->name, res->remaining,
                            t / 1000);
+        sep = ", ";
 
         if (res->remaining < tightest) {
             tightest = res->remaining;
@@ -1186,6 +1296,7 @@ ngx_http_rate_limit_metrics_handler(ngx_http_request_t *r)
     m.workers = sh->workers;
     m.connections_up = sh->connections_up;
     m.inflight = sh->inflight;
+    m.cache_hits = sh->cache_hits;
 
     len = 4096 + m.nlimits * 512;
 
@@ -1372,6 +1483,7 @@ ngx_http_rate_limit_create_main_conf(ngx_conf_t *cf)
 
     conf->connect_timeout = NGX_CONF_UNSET_MSEC;
     conf->timeout = NGX_CONF_UNSET_MSEC;
+    conf->local_cache = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -1404,6 +1516,21 @@ ngx_http_rate_limit_init_main_conf(ngx_conf_t *cf, void *conf)
 
         mcf->shm_zone->init = ngx_http_rate_limit_init_zone;
         mcf->shm_zone->data = mcf;
+    }
+
+    ngx_conf_init_value(mcf->local_cache, 1);
+
+    if (mcf->limits.nelts && mcf->local_cache) {
+        ngx_str_set(&name, "ngx_http_rate_limit_module_cache");
+
+        mcf->cache_zone = ngx_shared_memory_add(cf, &name,
+                                          NGX_HTTP_RATE_LIMIT_CACHE_SIZE,
+                                          &ngx_http_rate_limit_module);
+        if (mcf->cache_zone == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        mcf->cache_zone->init = ngx_http_rate_limit_cache_init_zone;
     }
 
     if (mcf->limits.nelts && !mcf->redis_set) {

@@ -193,6 +193,7 @@ typedef struct {
     uint64_t       workers;          /* processes with a Redis client */
     uint64_t       connections_up;   /* of those, connected to Redis */
     uint64_t       inflight;         /* requests waiting for Redis */
+    uint64_t       cache_hits;       /* rejected by the over-limit cache */
 } rl_metrics_t;
 
 /* the histogram bucket of a latency */

@@ -141,12 +141,16 @@ rl_metrics_render(const rl_metrics_t *m, char *buf, size_t len) noexcept
                "# HELP rate_limit_inflight_checks Requests waiting for "
                "Redis.\n"
                "# TYPE rate_limit_inflight_checks gauge\n"
-               "rate_limit_inflight_checks %" PRIu64 "\n",
+               "rate_limit_inflight_checks %" PRIu64 "\n"
+               "# HELP rate_limit_cache_hits_total Requests rejected by the "
+               "over-limit cache without asking Redis.\n"
+               "# TYPE rate_limit_cache_hits_total counter\n"
+               "rate_limit_cache_hits_total %" PRIu64 "\n",
                m->workers > 0 && m->connections_up >= m->workers ? 1 : 0,
                m->connections_up,
                m->workers > m->connections_up
                    ? m->workers - m->connections_up : 0,
-               m->inflight);
+               m->inflight, m->cache_hits);
 
     return out.used();
 }

@@ -88,7 +88,9 @@ is(main::sample($t, 'rate_limit_requests_total{limit="signature",status="passed"
 is(main::sample($t, 'rate_limit_requests_total{limit="signature",status="rejected"}'), 3, 'rejected');
 is(main::sample($t, 'rate_limit_requests_total{limit="login",status="passed"}'), 2, 'login passed');
 is(main::sample($t, 'rate_limit_requests_total{limit="login",status="skipped"}'), 1, 'empty key skipped');
-is(main::sample($t, 'rate_limit_redis_latency_seconds_count'), 15, 'one round trip per check');
+is(main::sample($t, 'rate_limit_redis_latency_seconds_count'), 13,
+   'one round trip per check, none for the two the cache rejected');
+is(main::sample($t, 'rate_limit_cache_hits_total'), 2, 'two cache hits');
 is(main::sample($t, 'rate_limit_redis_errors_total{kind="connect"}'), 0, 'no errors');
 is(main::sample($t, 'rate_limit_redis_up'), 1, 'all workers connected');
 is(main::sample($t, 'rate_limit_redis_connections{state="up"}'), 4, 'four workers');

@@ -161,5 +161,5 @@ is(main::get('/x'), 200, 'after Retry-After one passes');
 is(redis_cli('zcard', 'rate_limit:127.0.0.1:log'), "2\n", 'sliding_log: 2');
 is(redis_cli('hget', 'rate_limit:127.0.0.1:est', 'c'), "2\n",
    'sliding_window: 2');
-like($responses->[3]{headers}{ratelimit}, qr/"loose";r=8;/,
+like($responses->[2]{headers}{ratelimit}, qr/"loose";r=8;/,
      'gcra: 8 left');

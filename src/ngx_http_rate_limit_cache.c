@@ -1,0 +1,309 @@
+
+/*
+ * The over-limit cache (see ngx_http_rate_limit_cache.h).
+ *
+ * Times are ngx_current_msec, nginx's monotonic clock, which all processes
+ * of a host share.  Entries expire by themselves: a lookup removes an
+ * expired entry it meets, a store removes up to two expired entries from the
+ * LRU tail, and when the zone is full the least recently stored entries go.
+ * The zone survives reloads, so an entry outlives a reload as the Redis
+ * state it mirrors does.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_rate_limit_cache.h"
+
+
+typedef struct {
+    u_char                       color;
+    u_char                       dummy;
+    u_short                      len;
+    ngx_queue_t                  queue;
+    ngx_msec_t                   until;
+    u_char                       data[1];
+} ngx_http_rate_limit_cache_node_t;
+
+
+typedef struct {
+    ngx_rbtree_t                 rbtree;
+    ngx_rbtree_node_t            sentinel;
+    ngx_queue_t                  queue;        /* most recent first */
+} ngx_http_rate_limit_cache_sh_t;
+
+
+static void ngx_http_rate_limit_cache_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_rbtree_node_t *ngx_http_rate_limit_cache_find(
+    ngx_http_rate_limit_cache_sh_t *sh, u_char *key, size_t len,
+    uint32_t hash);
+static void ngx_http_rate_limit_cache_delete(ngx_slab_pool_t *shpool,
+    ngx_http_rate_limit_cache_sh_t *sh, ngx_rbtree_node_t *node);
+static void ngx_http_rate_limit_cache_expire(ngx_slab_pool_t *shpool,
+    ngx_http_rate_limit_cache_sh_t *sh, ngx_uint_t n, ngx_flag_t force);
+
+
+#define ngx_http_rate_limit_cache_data(node)                                  \
+    ((ngx_http_rate_limit_cache_node_t *) &(node)->color)
+
+
+ngx_int_t
+ngx_http_rate_limit_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t                 *shpool;
+    ngx_http_rate_limit_cache_sh_t  *sh;
+
+    if (data) {
+        shm_zone->data = data;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        shm_zone->data = shpool->data;
+        return NGX_OK;
+    }
+
+    sh = ngx_slab_alloc(shpool, sizeof(ngx_http_rate_limit_cache_sh_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = sh;
+    shm_zone->data = sh;
+
+    ngx_rbtree_init(&sh->rbtree, &sh->sentinel,
+                    ngx_http_rate_limit_cache_insert);
+    ngx_queue_init(&sh->queue);
+
+    /* allocation failures are expected when full: no log lines for them */
+    shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+ngx_msec_t
+ngx_http_rate_limit_cache_lookup(ngx_shm_zone_t *shm_zone, u_char *key,
+    size_t len)
+{
+    uint32_t                           hash;
+    ngx_msec_t                         wait;
+    ngx_slab_pool_t                   *shpool;
+    ngx_rbtree_node_t                 *node;
+    ngx_http_rate_limit_cache_sh_t    *sh;
+    ngx_http_rate_limit_cache_node_t  *cn;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    sh = shm_zone->data;
+    hash = ngx_crc32_short(key, len);
+    wait = 0;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    node = ngx_http_rate_limit_cache_find(sh, key, len, hash);
+
+    if (node) {
+        cn = ngx_http_rate_limit_cache_data(node);
+
+        if ((ngx_msec_int_t) (cn->until - ngx_current_msec) > 0) {
+            wait = cn->until - ngx_current_msec;
+
+        } else {
+            ngx_http_rate_limit_cache_delete(shpool, sh, node);
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return wait;
+}
+
+
+void
+ngx_http_rate_limit_cache_store(ngx_shm_zone_t *shm_zone, u_char *key,
+    size_t len, ngx_msec_t ttl)
+{
+    size_t                             size;
+    uint32_t                           hash;
+    ngx_msec_t                         until;
+    ngx_slab_pool_t                   *shpool;
+    ngx_rbtree_node_t                 *node;
+    ngx_http_rate_limit_cache_sh_t    *sh;
+    ngx_http_rate_limit_cache_node_t  *cn;
+
+    if (ttl == 0 || len > 65535) {
+        return;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    sh = shm_zone->data;
+    hash = ngx_crc32_short(key, len);
+    until = ngx_current_msec + ttl;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    ngx_http_rate_limit_cache_expire(shpool, sh, 2, 0);
+
+    node = ngx_http_rate_limit_cache_find(sh, key, len, hash);
+
+    if (node) {
+        cn = ngx_http_rate_limit_cache_data(node);
+
+        if ((ngx_msec_int_t) (until - cn->until) > 0) {
+            cn->until = until;
+        }
+
+        ngx_queue_remove(&cn->queue);
+        ngx_queue_insert_head(&sh->queue, &cn->queue);
+
+        ngx_shmtx_unlock(&shpool->mutex);
+        return;
+    }
+
+    size = offsetof(ngx_rbtree_node_t, color)
+           + offsetof(ngx_http_rate_limit_cache_node_t, data)
+           + len;
+
+    node = ngx_slab_alloc_locked(shpool, size);
+
+    if (node == NULL) {
+        ngx_http_rate_limit_cache_expire(shpool, sh, 16, 1);
+        node = ngx_slab_alloc_locked(shpool, size);
+
+        if (node == NULL) {
+            ngx_shmtx_unlock(&shpool->mutex);
+            return;
+        }
+    }
+
+    node->key = hash;
+
+    cn = ngx_http_rate_limit_cache_data(node);
+    cn->len = (u_short) len;
+    cn->until = until;
+    ngx_memcpy(cn->data, key, len);
+
+    ngx_rbtree_insert(&sh->rbtree, node);
+    ngx_queue_insert_head(&sh->queue, &cn->queue);
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+static ngx_rbtree_node_t *
+ngx_http_rate_limit_cache_find(ngx_http_rate_limit_cache_sh_t *sh,
+    u_char *key, size_t len, uint32_t hash)
+{
+    ngx_int_t                          rc;
+    ngx_rbtree_node_t                 *node, *sentinel;
+    ngx_http_rate_limit_cache_node_t  *cn;
+
+    node = sh->rbtree.root;
+    sentinel = sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        cn = ngx_http_rate_limit_cache_data(node);
+
+        rc = ngx_memn2cmp(key, cn->data, len, (size_t) cn->len);
+
+        if (rc == 0) {
+            return node;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_rate_limit_cache_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t                 **p;
+    ngx_http_rate_limit_cache_node_t   *cn, *cnt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            cn = ngx_http_rate_limit_cache_data(node);
+            cnt = ngx_http_rate_limit_cache_data(temp);
+
+            p = (ngx_memn2cmp(cn->data, cnt->data, cn->len, cnt->len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static void
+ngx_http_rate_limit_cache_delete(ngx_slab_pool_t *shpool,
+    ngx_http_rate_limit_cache_sh_t *sh, ngx_rbtree_node_t *node)
+{
+    ngx_http_rate_limit_cache_node_t  *cn;
+
+    cn = ngx_http_rate_limit_cache_data(node);
+
+    ngx_queue_remove(&cn->queue);
+    ngx_rbtree_delete(&sh->rbtree, node);
+    ngx_slab_free_locked(shpool, node);
+}
+
+
+/* removes up to n entries from the LRU tail: expired ones, or any if force */
+static void
+ngx_http_rate_limit_cache_expire(ngx_slab_pool_t *shpool,
+    ngx_http_rate_limit_cache_sh_t *sh, ngx_uint_t n, ngx_flag_t force)
+{
+    ngx_queue_t                       *q;
+    ngx_rbtree_node_t                 *node;
+    ngx_http_rate_limit_cache_node_t  *cn;
+
+    while (n-- && !ngx_queue_empty(&sh->queue)) {
+
+        q = ngx_queue_last(&sh->queue);
+        cn = ngx_queue_data(q, ngx_http_rate_limit_cache_node_t, queue);
+
+        if (!force && (ngx_msec_int_t) (cn->until - ngx_current_msec) > 0) {
+            return;
+        }
+
+        node = (ngx_rbtree_node_t *)
+                   ((u_char *) cn - offsetof(ngx_rbtree_node_t, color));
+
+        ngx_http_rate_limit_cache_delete(shpool, sh, node);
+    }
+}
