@@ -1,6 +1,7 @@
 
 /*
- * The over-limit cache (see ngx_http_rate_limit_cache.h).
+ * The over-limit cache and the local limiter (see
+ * ngx_http_rate_limit_cache.h).
  *
  * Times are ngx_current_msec, nginx's monotonic clock, which all processes
  * of a host share.  Entries expire by themselves: a lookup removes an
@@ -21,7 +22,10 @@ typedef struct {
     u_char                       dummy;
     u_short                      len;
     ngx_queue_t                  queue;
-    ngx_msec_t                   until;
+    ngx_msec_t                   until;        /* cache: over until then */
+    ngx_msec_t                   window;       /* local: window index */
+    ngx_uint_t                   count;        /* local: in that window */
+    ngx_uint_t                   previous;     /* local: in the one before */
     u_char                       data[1];
 } ngx_http_rate_limit_cache_node_t;
 
@@ -35,6 +39,8 @@ typedef struct {
 
 static void ngx_http_rate_limit_cache_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_rate_limit_cache_node_t *ngx_http_rate_limit_cache_get(
+    ngx_shm_zone_t *shm_zone, u_char *key, size_t len);
 static ngx_rbtree_node_t *ngx_http_rate_limit_cache_find(
     ngx_http_rate_limit_cache_sh_t *sh, u_char *key, size_t len,
     uint32_t hash);
@@ -126,42 +132,62 @@ void
 ngx_http_rate_limit_cache_store(ngx_shm_zone_t *shm_zone, u_char *key,
     size_t len, ngx_msec_t ttl)
 {
+    ngx_msec_t                         until;
+    ngx_slab_pool_t                   *shpool;
+    ngx_http_rate_limit_cache_node_t  *cn;
+
+    if (ttl == 0) {
+        return;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    until = ngx_current_msec + ttl;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    cn = ngx_http_rate_limit_cache_get(shm_zone, key, len);
+
+    if (cn && (cn->until == 0 || (ngx_msec_int_t) (until - cn->until) > 0)) {
+        cn->until = until;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/*
+ * The entry of a key, created when missing, moved to the head of the LRU
+ * queue; NULL when the zone is full even after evicting.  Called locked.
+ */
+static ngx_http_rate_limit_cache_node_t *
+ngx_http_rate_limit_cache_get(ngx_shm_zone_t *shm_zone, u_char *key,
+    size_t len)
+{
     size_t                             size;
     uint32_t                           hash;
-    ngx_msec_t                         until;
     ngx_slab_pool_t                   *shpool;
     ngx_rbtree_node_t                 *node;
     ngx_http_rate_limit_cache_sh_t    *sh;
     ngx_http_rate_limit_cache_node_t  *cn;
 
-    if (ttl == 0 || len > 65535) {
-        return;
+    if (len > 65535) {
+        return NULL;
     }
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
     sh = shm_zone->data;
     hash = ngx_crc32_short(key, len);
-    until = ngx_current_msec + ttl;
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    ngx_http_rate_limit_cache_expire(shpool, sh, 2, 0);
 
     node = ngx_http_rate_limit_cache_find(sh, key, len, hash);
 
     if (node) {
         cn = ngx_http_rate_limit_cache_data(node);
-
-        if ((ngx_msec_int_t) (until - cn->until) > 0) {
-            cn->until = until;
-        }
-
         ngx_queue_remove(&cn->queue);
         ngx_queue_insert_head(&sh->queue, &cn->queue);
-
-        ngx_shmtx_unlock(&shpool->mutex);
-        return;
+        return cn;
     }
+
+    ngx_http_rate_limit_cache_expire(shpool, sh, 2, 0);
 
     size = offsetof(ngx_rbtree_node_t, color)
            + offsetof(ngx_http_rate_limit_cache_node_t, data)
@@ -171,11 +197,10 @@ ngx_http_rate_limit_cache_store(ngx_shm_zone_t *shm_zone, u_char *key,
 
     if (node == NULL) {
         ngx_http_rate_limit_cache_expire(shpool, sh, 16, 1);
-        node = ngx_slab_alloc_locked(shpool, size);
 
+        node = ngx_slab_alloc_locked(shpool, size);
         if (node == NULL) {
-            ngx_shmtx_unlock(&shpool->mutex);
-            return;
+            return NULL;
         }
     }
 
@@ -183,13 +208,109 @@ ngx_http_rate_limit_cache_store(ngx_shm_zone_t *shm_zone, u_char *key,
 
     cn = ngx_http_rate_limit_cache_data(node);
     cn->len = (u_short) len;
-    cn->until = until;
+    cn->until = 0;
+    cn->window = 0;
+    cn->count = 0;
+    cn->previous = 0;
     ngx_memcpy(cn->data, key, len);
 
     ngx_rbtree_insert(&sh->rbtree, node);
     ngx_queue_insert_head(&sh->queue, &cn->queue);
 
+    return cn;
+}
+
+
+/*
+ * Sliding windows on nginx's monotonic clock: the count of the current
+ * fixed window plus the previous one's, weighted by the share of the
+ * sliding window that still lies in it.
+ */
+void
+ngx_http_rate_limit_local_check(ngx_shm_zone_t *shm_zone,
+    ngx_http_rate_limit_local_t *limits, ngx_uint_t n, rl_verdict_t *v)
+{
+    double                             est, w, into, wait;
+    ngx_uint_t                         i, allowed, count, previous;
+    ngx_msec_t                         idx, now;
+    ngx_slab_pool_t                   *shpool;
+    rl_limit_result_t                 *res;
+    ngx_http_rate_limit_cache_node_t  *cn[RL_MAX_LIMITS];
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    now = ngx_current_msec;
+    allowed = 1;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < n; i++) {
+        res = &v->limits[i];
+        w = (double) limits[i].window;
+        idx = now / limits[i].window;
+        into = (double) (now - idx * limits[i].window);
+
+        cn[i] = ngx_http_rate_limit_cache_get(shm_zone, limits[i].key,
+                                              limits[i].len);
+        count = 0;
+        previous = 0;
+
+        if (cn[i] && cn[i]->window == idx) {
+            count = cn[i]->count;
+            previous = cn[i]->previous;
+
+        } else if (cn[i] && cn[i]->window + 1 == idx) {
+            previous = cn[i]->count;
+        }
+
+        est = previous * (w - into) / w + count;
+
+        res->count = (uint64_t) est;
+        res->reset_ms = (uint64_t) (w - into);
+        res->retry_ms = 0;
+
+        if (cn[i] && est + 1 > limits[i].requests) {
+            if (count + 1 <= limits[i].requests && previous > 0) {
+                wait = w - (limits[i].requests - 1 - count) * w / previous
+                       - into;
+
+            } else {
+                wait = w - into + w - (limits[i].requests - 1) * w
+                                      / ngx_max(count, 1);
+            }
+
+            res->retry_ms = wait < 1 ? 1 : (uint64_t) wait + 1;
+            allowed = 0;
+        }
+
+        /* keep what the commit below needs; forget it two windows on */
+        if (cn[i]) {
+            cn[i]->window = idx;
+            cn[i]->count = count;
+            cn[i]->previous = previous;
+            cn[i]->until = now + 2 * limits[i].window;
+        }
+
+        res->remaining = est < limits[i].requests
+                         ? (uint64_t) (limits[i].requests - est) : 0;
+    }
+
+    for (i = 0; allowed && i < n; i++) {
+        res = &v->limits[i];
+
+        if (cn[i]) {
+            cn[i]->count++;
+            res->count++;
+            res->remaining = res->remaining ? res->remaining - 1 : 0;
+        }
+    }
+
     ngx_shmtx_unlock(&shpool->mutex);
+
+    v->error = RL_OK;
+    v->errstr = NULL;
+    v->allowed = (int) allowed;
+    v->nlimits = n;
+    v->latency_us = 0;
 }
 
 

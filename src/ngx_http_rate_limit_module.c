@@ -29,6 +29,7 @@
 
 #define NGX_HTTP_RATE_LIMIT_FALLBACK_OPEN     0
 #define NGX_HTTP_RATE_LIMIT_FALLBACK_CLOSED   1
+#define NGX_HTTP_RATE_LIMIT_FALLBACK_LOCAL    2
 
 #define NGX_HTTP_RATE_LIMIT_HEADERS_OFF       0
 #define NGX_HTTP_RATE_LIMIT_HEADERS_ON        1
@@ -46,7 +47,9 @@ typedef enum {
     NGX_HTTP_RATE_LIMIT_REJECTED_DRY_RUN,
     NGX_HTTP_RATE_LIMIT_ERROR_ALLOWED,
     NGX_HTTP_RATE_LIMIT_ERROR_REJECTED,
-    NGX_HTTP_RATE_LIMIT_SKIPPED
+    NGX_HTTP_RATE_LIMIT_SKIPPED,
+    NGX_HTTP_RATE_LIMIT_LOCAL_PASSED,      /* fallback local */
+    NGX_HTTP_RATE_LIMIT_LOCAL_REJECTED
 } ngx_http_rate_limit_status_e;
 
 
@@ -122,6 +125,9 @@ typedef struct {
 
     ngx_flag_t                   local_cache;
     ngx_shm_zone_t              *cache_zone;
+
+    ngx_flag_t                   local_used;
+    ngx_shm_zone_t              *local_zone;
     ngx_http_rate_limit_shm_t   *sh;
 
     /* the worker's Redis client; NULL in the master and in nginx -t */
@@ -166,6 +172,7 @@ typedef struct {
     uint32_t                         unknown;
 
     unsigned                         cached:1;
+    unsigned                         local:1;
     unsigned                         headers_done:1;
 } ngx_http_rate_limit_ctx_t;
 
@@ -188,6 +195,7 @@ static ngx_int_t ngx_http_rate_limit_respond(ngx_http_request_t *r,
 static ngx_int_t ngx_http_rate_limit_send_rejection(ngx_http_request_t *r,
     ngx_uint_t status);
 static ngx_int_t ngx_http_rate_limit_header_filter(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_rate_limit_decided(ngx_http_rate_limit_ctx_t *ctx);
 static ngx_int_t ngx_http_rate_limit_add_header(ngx_http_request_t *r,
     char *name, u_char *value, size_t len);
 static void ngx_http_rate_limit_count(ngx_http_rate_limit_ctx_t *ctx,
@@ -230,6 +238,7 @@ static void ngx_http_rate_limit_exit_process(ngx_cycle_t *cycle);
 static ngx_conf_enum_t  ngx_http_rate_limit_fallback[] = {
     { ngx_string("open"), NGX_HTTP_RATE_LIMIT_FALLBACK_OPEN },
     { ngx_string("closed"), NGX_HTTP_RATE_LIMIT_FALLBACK_CLOSED },
+    { ngx_string("local"), NGX_HTTP_RATE_LIMIT_FALLBACK_LOCAL },
     { ngx_null_string, 0 }
 };
 
@@ -365,7 +374,9 @@ static ngx_str_t  ngx_http_rate_limit_status_names[] = {
     ngx_string("REJECTED_DRY_RUN"),
     ngx_string("ERROR_ALLOWED"),
     ngx_string("ERROR_REJECTED"),
-    ngx_string("SKIPPED")
+    ngx_string("SKIPPED"),
+    ngx_string("LOCAL_PASSED"),
+    ngx_string("LOCAL_REJECTED")
 };
 
 
@@ -397,8 +408,8 @@ static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
 
 /* per worker and fallback mode: throttling of the per-request lines */
-static time_t      ngx_http_rate_limit_fallback_logged[2];
-static ngx_uint_t  ngx_http_rate_limit_fallback_suppressed[2];
+static time_t      ngx_http_rate_limit_fallback_logged[3];
+static ngx_uint_t  ngx_http_rate_limit_fallback_suppressed[3];
 
 
 static ngx_int_t
@@ -671,7 +682,9 @@ ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
     ngx_uint_t                       i;
     ngx_log_t                       *log;
     ngx_http_rate_limit_t           *limit;
+    rl_verdict_t                      lv;
     const rl_limit_result_t          *res;
+    ngx_http_rate_limit_local_t       local[RL_MAX_LIMITS];
     ngx_http_rate_limit_loc_conf_t   *lcf;
     ngx_http_rate_limit_main_conf_t  *mcf;
 
@@ -680,10 +693,29 @@ ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
     mcf = ngx_http_get_module_main_conf(ctx->request,
                                         ngx_http_rate_limit_module);
 
+    if ((v->error != RL_OK || v->nlimits != ctx->nlimits)
+        && lcf->fallback == NGX_HTTP_RATE_LIMIT_FALLBACK_LOCAL
+        && mcf->local_zone)
+    {
+        ngx_http_rate_limit_log_fallback(ctx, v);
+
+        for (i = 0; i < ctx->nlimits; i++) {
+            local[i].key = ctx->rkeys[i].data;
+            local[i].len = ctx->rkeys[i].len;
+            local[i].requests = ctx->limits[i]->requests;
+            local[i].window = ctx->limits[i]->window;
+        }
+
+        ngx_http_rate_limit_local_check(mcf->local_zone, local,
+                                        ctx->nlimits, &lv);
+        ctx->local = 1;
+        v = &lv;
+    }
+
     if (v->error != RL_OK || v->nlimits != ctx->nlimits) {
         ngx_http_rate_limit_log_fallback(ctx, v);
 
-        if (lcf->fallback == NGX_HTTP_RATE_LIMIT_FALLBACK_OPEN) {
+        if (lcf->fallback != NGX_HTTP_RATE_LIMIT_FALLBACK_CLOSED) {
             ctx->status = NGX_HTTP_RATE_LIMIT_ERROR_ALLOWED;
             ctx->rc = NGX_DECLINED;
 
@@ -735,7 +767,7 @@ ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
                       limit->requests, lcf->dry_run ? ", dry run" : "",
                       ctx->cached ? ", cached" : "");
 
-        if (mcf->cache_zone && !ctx->cached) {
+        if (mcf->cache_zone && !ctx->cached && !ctx->local) {
             ngx_http_rate_limit_cache_store(mcf->cache_zone,
                                             ctx->rkeys[i].data,
                                             ctx->rkeys[i].len,
@@ -746,7 +778,8 @@ ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
     ctx->remaining = remaining;
 
     if (v->allowed) {
-        ctx->status = NGX_HTTP_RATE_LIMIT_PASSED;
+        ctx->status = ctx->local ? NGX_HTTP_RATE_LIMIT_LOCAL_PASSED
+                                 : NGX_HTTP_RATE_LIMIT_PASSED;
         ctx->rc = NGX_DECLINED;
         return;
     }
@@ -763,7 +796,8 @@ ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
         return;
     }
 
-    ctx->status = NGX_HTTP_RATE_LIMIT_REJECTED;
+    ctx->status = ctx->local ? NGX_HTTP_RATE_LIMIT_LOCAL_REJECTED
+                             : NGX_HTTP_RATE_LIMIT_REJECTED;
     ctx->rc = lcf->status_code;
 }
 
@@ -778,7 +812,7 @@ ngx_http_rate_limit_log_fallback(ngx_http_rate_limit_ctx_t *ctx,
 {
     time_t               now;
     ngx_uint_t           suppressed, level, mode;
-    const char          *action, *why;
+    const char          *action, *where, *why;
     ngx_http_request_t  *r;
 
     r = ctx->request;
@@ -794,11 +828,22 @@ ngx_http_rate_limit_log_fallback(ngx_http_rate_limit_ctx_t *ctx,
     ngx_http_rate_limit_fallback_logged[mode] = now;
     ngx_http_rate_limit_fallback_suppressed[mode] = 0;
 
-    if (ctx->lcf->fallback == NGX_HTTP_RATE_LIMIT_FALLBACK_OPEN) {
+    where = "";
+
+    switch (mode) {
+
+    case NGX_HTTP_RATE_LIMIT_FALLBACK_OPEN:
         action = "Allowing";
         level = NGX_LOG_WARN;
+        break;
 
-    } else {
+    case NGX_HTTP_RATE_LIMIT_FALLBACK_LOCAL:
+        action = "Limiting";
+        where = " on this host";
+        level = NGX_LOG_WARN;
+        break;
+
+    default:
         action = "Rejecting";
         level = NGX_LOG_ERR;
     }
@@ -808,17 +853,17 @@ ngx_http_rate_limit_log_fallback(ngx_http_rate_limit_ctx_t *ctx,
     if (suppressed) {
         ngx_log_error(level, r->connection->log, 0,
                       "Rate limiting unavailable (Redis down). "
-                      "%s request from %V (%s: %s; %ui similar lines "
+                      "%s request from %V%s (%s: %s; %ui similar lines "
                       "suppressed)",
-                      action, &r->connection->addr_text, why,
+                      action, &r->connection->addr_text, where, why,
                       v->errstr ? v->errstr : "", suppressed);
         return;
     }
 
     ngx_log_error(level, r->connection->log, 0,
                   "Rate limiting unavailable (Redis down). "
-                  "%s request from %V (%s: %s)",
-                  action, &r->connection->addr_text, why,
+                  "%s request from %V%s (%s: %s)",
+                  action, &r->connection->addr_text, where, why,
                   v->errstr ? v->errstr : "");
 }
 
@@ -833,7 +878,8 @@ ngx_http_rate_limit_respond(ngx_http_request_t *r,
     ngx_http_core_loc_conf_t  *clcf;
 
     if (ctx->rc == NGX_DECLINED
-        || ctx->status != NGX_HTTP_RATE_LIMIT_REJECTED)
+        || (ctx->status != NGX_HTTP_RATE_LIMIT_REJECTED
+            && ctx->status != NGX_HTTP_RATE_LIMIT_LOCAL_REJECTED))
     {
         return ctx->rc;
     }
@@ -946,9 +992,7 @@ ngx_http_rate_limit_header_filter(ngx_http_request_t *r)
         || ctx->headers_done
         || ctx->nlimits == 0
         || ctx->lcf->headers == NGX_HTTP_RATE_LIMIT_HEADERS_OFF
-        || (ctx->status != NGX_HTTP_RATE_LIMIT_PASSED
-            && ctx->status != NGX_HTTP_RATE_LIMIT_REJECTED
-            && ctx->status != NGX_HTTP_RATE_LIMIT_REJECTED_DRY_RUN))
+        || !ngx_http_rate_limit_decided(ctx))
     {
         return ngx_http_next_header_filter(r);
     }
@@ -1055,6 +1099,23 @@ ngx_http_rate_limit_header_filter(ngx_http_request_t *r)
     }
 
     return ngx_http_next_header_filter(r);
+}
+
+
+/* a limit decided the request (Redis, the over-limit cache or locally) */
+static ngx_uint_t
+ngx_http_rate_limit_decided(ngx_http_rate_limit_ctx_t *ctx)
+{
+    switch (ctx->status) {
+    case NGX_HTTP_RATE_LIMIT_PASSED:
+    case NGX_HTTP_RATE_LIMIT_REJECTED:
+    case NGX_HTTP_RATE_LIMIT_REJECTED_DRY_RUN:
+    case NGX_HTTP_RATE_LIMIT_LOCAL_PASSED:
+    case NGX_HTTP_RATE_LIMIT_LOCAL_REJECTED:
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 
@@ -1422,11 +1483,7 @@ ngx_http_rate_limit_number_variable(ngx_http_request_t *r,
 
     ctx = ngx_http_rate_limit_get_ctx(r);
 
-    if (ctx == NULL
-        || (ctx->status != NGX_HTTP_RATE_LIMIT_PASSED
-            && ctx->status != NGX_HTTP_RATE_LIMIT_REJECTED
-            && ctx->status != NGX_HTTP_RATE_LIMIT_REJECTED_DRY_RUN))
-    {
+    if (ctx == NULL || !ngx_http_rate_limit_decided(ctx)) {
         v->not_found = 1;
         return NGX_OK;
     }
@@ -1531,6 +1588,19 @@ ngx_http_rate_limit_init_main_conf(ngx_conf_t *cf, void *conf)
         }
 
         mcf->cache_zone->init = ngx_http_rate_limit_cache_init_zone;
+    }
+
+    if (mcf->limits.nelts && mcf->local_used) {
+        ngx_str_set(&name, "ngx_http_rate_limit_module_local");
+
+        mcf->local_zone = ngx_shared_memory_add(cf, &name,
+                                          NGX_HTTP_RATE_LIMIT_CACHE_SIZE,
+                                          &ngx_http_rate_limit_module);
+        if (mcf->local_zone == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        mcf->local_zone->init = ngx_http_rate_limit_cache_init_zone;
     }
 
     if (mcf->limits.nelts && !mcf->redis_set) {
@@ -2105,10 +2175,11 @@ ngx_http_rate_limit_set_enum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char  *p = conf;
 
-    u_char           *last, buf[128];
-    ngx_str_t        *value;
-    ngx_uint_t        i, *np;
-    ngx_conf_enum_t  *e;
+    u_char                           *last, buf[128];
+    ngx_str_t                        *value;
+    ngx_uint_t                        i, *np;
+    ngx_conf_enum_t                  *e;
+    ngx_http_rate_limit_main_conf_t  *mcf;
 
     np = (ngx_uint_t *) (p + cmd->offset);
 
@@ -2124,6 +2195,15 @@ ngx_http_rate_limit_set_enum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             && ngx_strcasecmp(e[i].name.data, value[1].data) == 0)
         {
             *np = e[i].value;
+
+            if (e == ngx_http_rate_limit_fallback
+                && e[i].value == NGX_HTTP_RATE_LIMIT_FALLBACK_LOCAL)
+            {
+                mcf = ngx_http_conf_get_module_main_conf(cf,
+                                                 ngx_http_rate_limit_module);
+                mcf->local_used = 1;
+            }
+
             return NGX_CONF_OK;
         }
     }

@@ -171,7 +171,7 @@ const char *rl_error_name(rl_error_e err) RL_NOEXCEPT;
 /* metrics (rl_metrics.cpp): the shim keeps the counters, the core renders */
 
 /* request verdicts as metric labels, in $rate_limit_status order */
-#define RL_STATUSES          6
+#define RL_STATUSES          8
 
 /* upper bounds of the Redis latency histogram, microseconds */
 #define RL_LATENCY_BUCKETS   11

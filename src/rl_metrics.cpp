@@ -20,7 +20,7 @@ const uint64_t  kBucketsUs[RL_LATENCY_BUCKETS] = {
 
 const char  *kStatuses[RL_STATUSES] = {
     "passed", "rejected", "rejected_dry_run", "error_allowed",
-    "error_rejected", "skipped"
+    "error_rejected", "skipped", "local_passed", "local_rejected"
 };
 
 

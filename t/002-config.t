@@ -677,7 +677,7 @@ invalid value "" in "rate_limit_key_prefix" directive, it must be 1 to 128 bytes
     rate_limit_fallback bogus;
 --- must_die
 --- error_log
-invalid value "bogus" in "rate_limit_fallback" directive, it must be one of "open", "closed"
+invalid value "bogus" in "rate_limit_fallback" directive, it must be one of "open", "closed", "local"
 
 
 
