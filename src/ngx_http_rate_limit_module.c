@@ -81,6 +81,13 @@ typedef struct {
 } ngx_http_rate_limit_t;
 
 
+/* a resolved address: numeric host, NUL-terminated, and port */
+typedef struct {
+    ngx_str_t                    host;
+    ngx_int_t                    port;
+} ngx_http_rate_limit_addr_t;
+
+
 /* the metrics zone: counters summed over all workers, kept across reloads */
 typedef struct {
     u_char                       name[64];
@@ -119,6 +126,12 @@ typedef struct {
     ngx_flag_t                   password_set;
     ngx_msec_t                   connect_timeout;
     ngx_msec_t                   timeout;
+
+    /* Sentinel: their addresses, the master's name, their password */
+    ngx_array_t                 *sentinels;      /* ngx_http_rate_limit_addr_t */
+    ngx_str_t                    master;         /* NUL-terminated */
+    ngx_str_t                    sentinel_password;
+    ngx_flag_t                   sentinel_password_set;
 
     ngx_flag_t                   metrics_used;
     ngx_shm_zone_t              *shm_zone;
@@ -1943,29 +1956,125 @@ ngx_http_rate_limit_copy_cstr(ngx_conf_t *cf, ngx_str_t *dst, u_char *src,
 
 
 /*
+ * Resolves host:port (or host, with the default port) once, at configuration
+ * time: hiredis would resolve a name with a blocking getaddrinfo() in the
+ * worker.  The first address is used.
+ */
+static ngx_int_t
+ngx_http_rate_limit_resolve(ngx_conf_t *cf, ngx_str_t *url,
+    in_port_t default_port, ngx_http_rate_limit_addr_t *addr)
+{
+    size_t     len;
+    u_char     text[NGX_SOCKADDR_STRLEN];
+    ngx_url_t  u;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.url = *url;
+    u.default_port = default_port;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid address \"%V\" in \"rate_limit_redis\" "
+                           "directive%s%s", url, u.err ? ": " : "",
+                           u.err ? u.err : "");
+        return NGX_ERROR;
+    }
+
+    len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, text,
+                        NGX_SOCKADDR_STRLEN, 0);
+
+    if (ngx_http_rate_limit_copy_cstr(cf, &addr->host, text, len) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    addr->port = u.port ? u.port : default_port;
+
+    return NGX_OK;
+}
+
+
+/* sentinel=h1:p1,h2:p2,... */
+static char *
+ngx_http_rate_limit_sentinels(ngx_conf_t *cf,
+    ngx_http_rate_limit_main_conf_t *mcf, ngx_str_t *value)
+{
+    u_char                      *p, *last, *comma;
+    ngx_str_t                    one;
+    ngx_http_rate_limit_addr_t  *addr;
+
+    mcf->sentinels = ngx_array_create(cf->pool, 3,
+                                      sizeof(ngx_http_rate_limit_addr_t));
+    if (mcf->sentinels == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = value->data + sizeof("sentinel=") - 1;
+    last = value->data + value->len;
+
+    while (p < last) {
+        comma = ngx_strlchr(p, last, ',');
+        if (comma == NULL) {
+            comma = last;
+        }
+
+        one.data = p;
+        one.len = comma - p;
+
+        if (one.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid value \"%V\" in \"rate_limit_redis\" "
+                               "directive, an empty sentinel address", value);
+            return NGX_CONF_ERROR;
+        }
+
+        addr = ngx_array_push(mcf->sentinels);
+        if (addr == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_rate_limit_resolve(cf, &one, 26379, addr) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        p = comma + 1;
+    }
+
+    if (mcf->sentinels->nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"rate_limit_redis\" "
+                           "directive, no sentinel address", value);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
  * rate_limit_redis ADDRESS [db=N] [password=P] [username=U]
  *                  [connect_timeout=T] [timeout=T];
- *
- * A host name is resolved here, at configuration time: hiredis would
- * resolve it with a blocking getaddrinfo() in the worker.
+ * rate_limit_redis sentinel=H:P[,H:P...] master=NAME [sentinel_password=P]
+ *                  [db=N] [password=P] [username=U] [connect_timeout=T]
+ *                  [timeout=T];
  */
 static char *
 ngx_http_rate_limit_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_rate_limit_main_conf_t  *mcf = conf;
 
-    size_t      len;
-    u_char     *eq;
-    u_char      text[NGX_SOCKADDR_STRLEN];
-    uint64_t    ms;
-    ngx_str_t  *value, s;
-    ngx_int_t   n;
-    ngx_url_t   u;
-    ngx_uint_t  i, j, seen;
+    size_t                       len;
+    u_char                      *eq;
+    uint64_t                     ms;
+    ngx_str_t                   *value, s, *secret;
+    ngx_int_t                    n;
+    ngx_uint_t                   i, j, seen, first;
+    ngx_http_rate_limit_addr_t   addr;
 
     static ngx_str_t  params[] = {
         ngx_string("db="), ngx_string("password="), ngx_string("username="),
-        ngx_string("connect_timeout="), ngx_string("timeout=")
+        ngx_string("connect_timeout="), ngx_string("timeout="),
+        ngx_string("sentinel="), ngx_string("master="),
+        ngx_string("sentinel_password=")
     };
 
     if (mcf->redis_set) {
@@ -1977,30 +2086,28 @@ ngx_http_rate_limit_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     /* never echo what may be a secret: name a parameter by "name=" only */
     eq = ngx_strlchr(value[1].data, value[1].data + value[1].len, '=');
+    first = 2;
 
     if (eq) {
         s.data = value[1].data;
         s.len = eq - value[1].data + 1;
 
-        if (s.len == sizeof("sentinel=") - 1
-            && ngx_strncmp(s.data, "sentinel=", s.len) == 0)
+        if (s.len != sizeof("sentinel=") - 1
+            || ngx_strncmp(s.data, "sentinel=", s.len) != 0)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"sentinel=\" in \"rate_limit_redis\" is "
-                               "not supported yet");
+                               "\"rate_limit_redis\" directive needs an "
+                               "address (host:port, host or unix:path) or "
+                               "sentinel= before \"%V\"", &s);
             return NGX_CONF_ERROR;
         }
 
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"rate_limit_redis\" directive needs an address "
-                           "(host:port, host or unix:path) before \"%V\"",
-                           &s);
-        return NGX_CONF_ERROR;
+        first = 1;
     }
 
     seen = 0;
 
-    for (i = 2; i < cf->args->nelts; i++) {
+    for (i = first; i < cf->args->nelts; i++) {
 
         for (j = 0; j < sizeof(params) / sizeof(params[0]); j++) {
             if (value[i].len >= params[j].len
@@ -2035,37 +2142,75 @@ ngx_http_rate_limit_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
-            if (value[i].len == 9) {
+        if (ngx_strncmp(value[i].data, "sentinel=", 9) == 0) {
+            if (first == 2) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "empty \"password=\" in "
-                                   "\"rate_limit_redis\" directive");
+                                   "\"rate_limit_redis\" directive takes an "
+                                   "address or sentinel=, not both");
                 return NGX_CONF_ERROR;
             }
 
-            if (ngx_http_rate_limit_copy_cstr(cf, &mcf->password,
-                                              value[i].data + 9,
-                                              value[i].len - 9)
+            if (ngx_http_rate_limit_sentinels(cf, mcf, &value[i])
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "master=", 7) == 0) {
+            if (!rl_valid_name((char *) value[i].data + 7, value[i].len - 7))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid value \"%V\" in "
+                                   "\"rate_limit_redis\" directive, a "
+                                   "master name", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (ngx_http_rate_limit_copy_cstr(cf, &mcf->master,
+                                              value[i].data + 7,
+                                              value[i].len - 7)
                 != NGX_OK)
             {
                 return NGX_CONF_ERROR;
             }
 
-            mcf->password_set = 1;
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "username=", 9) == 0) {
-            if (value[i].len == 9) {
+        secret = NULL;
+        len = 0;
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            secret = &mcf->password;
+            mcf->password_set = 1;
+            len = 9;
+
+        } else if (ngx_strncmp(value[i].data, "sentinel_password=", 18) == 0) {
+            secret = &mcf->sentinel_password;
+            mcf->sentinel_password_set = 1;
+            len = 18;
+
+        } else if (ngx_strncmp(value[i].data, "username=", 9) == 0) {
+            secret = &mcf->username;
+            len = 9;
+        }
+
+        if (secret) {
+            if (value[i].len == len) {
+                s.data = value[i].data;
+                s.len = len;
+
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "empty \"username=\" in "
-                                   "\"rate_limit_redis\" directive");
+                                   "empty \"%V\" in \"rate_limit_redis\" "
+                                   "directive", &s);
                 return NGX_CONF_ERROR;
             }
 
-            if (ngx_http_rate_limit_copy_cstr(cf, &mcf->username,
-                                              value[i].data + 9,
-                                              value[i].len - 9)
+            if (ngx_http_rate_limit_copy_cstr(cf, secret, value[i].data + len,
+                                              value[i].len - len)
                 != NGX_OK)
             {
                 return NGX_CONF_ERROR;
@@ -2101,20 +2246,11 @@ ngx_http_rate_limit_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "sentinel=", 9) == 0
-            || ngx_strncmp(value[i].data, "master=", 7) == 0)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "parameter \"%V\" of \"rate_limit_redis\" is "
-                               "not supported yet", &value[i]);
-            return NGX_CONF_ERROR;
-        }
-
         s = value[i];
+        eq = ngx_strlchr(s.data, s.data + s.len, '=');
 
-        if (ngx_strlchr(s.data, s.data + s.len, '=') != NULL) {
-            /* never echo what may be a secret: name the parameter only */
-            s.len = ngx_strlchr(s.data, s.data + s.len, '=') - s.data + 1;
+        if (eq) {
+            s.len = eq - s.data + 1;
         }
 
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -2130,6 +2266,25 @@ ngx_http_rate_limit_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (first == 1) {
+        if (mcf->master.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"rate_limit_redis\" directive has "
+                               "\"sentinel=\" without \"master=\"");
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (mcf->master.len || mcf->sentinel_password_set) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rate_limit_redis\" directive has \"%s\" "
+                           "without \"sentinel=\"",
+                           mcf->master.len ? "master=" : "sentinel_password=");
+        return NGX_CONF_ERROR;
+    }
+
     if (value[1].len > 5 && ngx_strncmp(value[1].data, "unix:", 5) == 0) {
         if (ngx_http_rate_limit_copy_cstr(cf, &mcf->unix_path,
                                           value[1].data + 5,
@@ -2142,28 +2297,12 @@ ngx_http_rate_limit_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    ngx_memzero(&u, sizeof(ngx_url_t));
-    u.url = value[1];
-    u.default_port = 6379;
-    u.no_resolve = 0;
-
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid address \"%V\" in \"rate_limit_redis\" "
-                           "directive%s%s",
-                           &value[1], u.err ? ": " : "",
-                           u.err ? u.err : "");
+    if (ngx_http_rate_limit_resolve(cf, &value[1], 6379, &addr) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
-    len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, text,
-                        NGX_SOCKADDR_STRLEN, 0);
-
-    if (ngx_http_rate_limit_copy_cstr(cf, &mcf->host, text, len) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    mcf->port = u.port ? u.port : 6379;
+    mcf->host = addr.host;
+    mcf->port = addr.port;
 
     return NGX_CONF_OK;
 }
@@ -2304,8 +2443,11 @@ ngx_http_rate_limit_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_rate_limit_init_process(ngx_cycle_t *cycle)
 {
-    char                              err[256];
+    int                              *ports;
+    char                              err[256], **hosts;
+    ngx_uint_t                        i;
     rl_redis_conf_t                   rc;
+    ngx_http_rate_limit_addr_t       *sentinels;
     ngx_http_rate_limit_main_conf_t  *mcf;
 
     /* cache managers and loaders run this too: they serve no requests */
@@ -2341,6 +2483,34 @@ ngx_http_rate_limit_init_process(ngx_cycle_t *cycle)
     rc.timeout_ms = mcf->timeout;
     rc.on_state = ngx_http_rate_limit_on_state;
     rc.state_data = mcf;
+
+    if (mcf->sentinels) {
+        sentinels = mcf->sentinels->elts;
+        rc.nsentinels = mcf->sentinels->nelts;
+
+        hosts = ngx_palloc(cycle->pool, rc.nsentinels * sizeof(char *));
+        ports = ngx_palloc(cycle->pool, rc.nsentinels * sizeof(int));
+        if (hosts == NULL || ports == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < rc.nsentinels; i++) {
+            hosts[i] = (char *) sentinels[i].host.data;
+            ports[i] = (int) sentinels[i].port;
+        }
+
+        rc.sentinel_hosts = (const char *const *) hosts;
+        rc.sentinel_ports = ports;
+        rc.master_name = (char *) mcf->master.data;
+        rc.sentinel_password = mcf->sentinel_password_set
+                               ? (char *) mcf->sentinel_password.data : NULL;
+    }
+
+    /*
+     * The cached time is the master's, from before the fork: the connect
+     * timer would be armed in the past and fire before any reply.
+     */
+    ngx_time_update();
 
     mcf->client = rl_client_create(mcf->loop, &rc, err, sizeof(err));
 

@@ -78,6 +78,17 @@ typedef struct {
     uint64_t       timeout_ms;
 
     /*
+     * Sentinel: when nsentinels > 0, host/port/unix_path are ignored; the
+     * master named master_name is asked from the sentinels (numeric
+     * addresses) and verified with ROLE.
+     */
+    size_t               nsentinels;
+    const char *const   *sentinel_hosts;
+    const int           *sentinel_ports;
+    const char          *master_name;
+    const char          *sentinel_password;     /* NULL: no AUTH */
+
+    /*
      * Called when the connection becomes ready (up = 1) and when a ready
      * connection is lost or a reconnect fails after one was ready (up = 0);
      * optional.

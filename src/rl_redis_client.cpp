@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -64,14 +65,35 @@ RedisClient::RedisClient(Loop *loop, const rl_redis_conf_t *conf)
       onState_(conf->on_state),
       stateData_(conf->state_data)
 {
+    for (size_t i = 0; i < conf->nsentinels; i++) {
+        sentinels_.emplace_back(conf->sentinel_hosts[i],
+                                conf->sentinel_ports[i]);
+    }
+
+    if (!sentinels_.empty()) {
+        masterName_ = conf->master_name ? conf->master_name : "";
+        sentinelAuth_ = conf->sentinel_password != nullptr;
+        sentinelPassword_ = sentinelAuth_ ? conf->sentinel_password : "";
+        unixPath_.clear();
+    }
+
     addr_ = unixPath_.empty() ? host_ + ":" + std::to_string(port_)
                               : "unix:" + unixPath_;
+
+    if (!sentinels_.empty()) {
+        addr_ = "sentinel master " + masterName_;
+    }
 
     deadlineTimer_ = loop_->createTimer(onDeadline, this, false);
     connectTimer_ = loop_->createTimer(onConnectTimeout, this, true);
     reconnectTimer_ = loop_->createTimer(onReconnect, this, true);
+    subscribeTimer_ = loop_->createTimer(onResubscribe, this, true);
 
     seed_ = loop_->nowMs() ^ reinterpret_cast<uintptr_t>(this);
+
+    if (!sentinels_.empty()) {
+        subscribe();
+    }
 
     connect();
 }
@@ -89,6 +111,10 @@ RedisClient::~RedisClient()
     deadlineTimer_->stop();
     connectTimer_->stop();
     reconnectTimer_->stop();
+    subscribeTimer_->stop();
+
+    closeSentinel();
+    closeSubscription();
 
     if (ac_) {
         redisAsyncContext  *ac = ac_;
@@ -107,6 +133,11 @@ RedisClient::connect() noexcept
     connected_ = false;
     handshakePending_ = 0;
     lostKind_ = RL_ERR_CONNECT;
+
+    if (!sentinels_.empty() && !masterKnown_) {
+        discover();
+        return;
+    }
 
     ac = unixPath_.empty() ? redisAsyncConnect(host_.c_str(), port_)
                            : redisAsyncConnectUnix(unixPath_.c_str());
@@ -176,6 +207,17 @@ RedisClient::sendHandshake() noexcept
         }
     }
 
+    if (!sentinels_.empty()) {
+        argv[0] = "ROLE";
+        lens[0] = 4;
+
+        if (redisAsyncCommandArgv(ac_, onRole, this, 1, argv, lens)
+            == REDIS_OK)
+        {
+            handshakePending_++;
+        }
+    }
+
     if (db_ != 0) {
         std::string  db = std::to_string(db_);
 
@@ -189,6 +231,16 @@ RedisClient::sendHandshake() noexcept
         {
             handshakePending_++;
         }
+    }
+
+    /* a connect alone proves nothing: Ready needs a reply from Redis */
+    argv[0] = "PING";
+    lens[0] = 4;
+
+    if (redisAsyncCommandArgv(ac_, onHandshake, this, 1, argv, lens)
+        == REDIS_OK)
+    {
+        handshakePending_++;
     }
 }
 
@@ -238,6 +290,10 @@ RedisClient::failed(rl_error_e kind, const char *what, const char *why)
     down_ = true;
     failures_++;
     reportState(false);
+
+    /* the next attempt asks the sentinels again, from the first one */
+    masterKnown_ = false;
+    sentinelTries_ = 0;
 
     downKind_ = kind;
 
@@ -367,10 +423,14 @@ RedisClient::start(const rl_limit_arg_t *limits, size_t n,
     }
 
     if (ac_ == nullptr) {
-        connect();
+        if (sac_ == nullptr) {
+            connect();
+        }
 
         if (ac_ == nullptr) {
-            errorVerdict(now, RL_ERR_CONNECT, "Redis down");
+            errorVerdict(now, RL_ERR_CONNECT,
+                         sac_ ? "asking Sentinel for the master"
+                              : "Redis down");
             return nullptr;
         }
     }
@@ -467,10 +527,11 @@ RedisClient::cancel(Check *c) noexcept
 
 
 void
-RedisClient::finish(Check *c, const redisReply *reply) noexcept
+RedisClient::finish(Check *c, const redisReply *reply,
+    const redisAsyncContext *ac) noexcept
 {
     rl_verdict_t  v;
-    bool          garbage = false;
+    bool          garbage = false, readonly = false;
 
     if (reply && reply->type == REDIS_REPLY_ERROR && !c->retried && ac_
         && std::strncmp(reply->str, "NOSCRIPT", 8) == 0)
@@ -495,11 +556,20 @@ RedisClient::finish(Check *c, const redisReply *reply) noexcept
                      lastError_.empty() ? "connection lost"
                                         : lastError_.c_str());
 
+        if (ac && ac->err == REDIS_ERR_PROTOCOL) {
+            /* hiredis drops the connection on a reply it cannot parse */
+            errorVerdict(&v, RL_ERR_REPLY, ac->errstr);
+        }
+
     } else {
-        timeouts_ = 0;
+        /* a late reply to an expired check does not make Redis timely */
+        if (!c->expired) {
+            timeouts_ = 0;
+        }
 
         if (!decodeReply(reply, c->nlimits, &v)) {
             garbage = (reply->type != REDIS_REPLY_ERROR);
+            readonly = !garbage && std::strstr(reply->str, "READONLY");
         }
 
         v.latency_us = steadyUs() - c->sent;
@@ -535,6 +605,11 @@ RedisClient::finish(Check *c, const redisReply *reply) noexcept
         /* the pipeline is out of step or the peer is not Redis */
         breakConnection(RL_ERR_REPLY, "Redis protocol error: ",
                         "unexpected reply");
+
+    } else if (readonly && ac_) {
+        /* a demoted master: find the new one */
+        breakConnection(RL_ERR_REPLY, "Redis node is a replica: ",
+                        "READONLY");
     }
 }
 
@@ -627,7 +702,13 @@ RedisClient::onConnect(const redisAsyncContext *ac, int status) noexcept
 
     if (self->handshakePending_ == 0) {
         self->handshakeDone();
+        return;
     }
+
+    /* connect_timeout was for connect(2); the handshake's replies get the
+     * per-command timeout like any command */
+    self->connectDeadline_ = self->loop_->nowMs() + self->timeout_;
+    self->connectTimer_->start(self->timeout_);
 }
 
 
@@ -693,9 +774,7 @@ RedisClient::onReply(redisAsyncContext *ac, void *reply, void *data) noexcept
 {
     Check  *c = static_cast<Check *>(data);
 
-    (void) ac;
-
-    c->client->finish(c, static_cast<redisReply *>(reply));
+    c->client->finish(c, static_cast<redisReply *>(reply), ac);
 }
 
 
@@ -711,10 +790,23 @@ RedisClient::onConnectTimeout(void *data) noexcept
 {
     RedisClient  *self = static_cast<RedisClient *>(data);
 
-    if (self->state_ == State::Connecting) {
-        self->breakConnection(RL_ERR_CONNECT, "Failed to connect to Redis: ",
-                              "Connection timed out");
+    if (self->sac_) {
+        self->sentinelFailed("Connection timed out");
+        return;
     }
+
+    if (self->state_ != State::Connecting) {
+        return;
+    }
+
+    if (self->connected_) {
+        self->breakConnection(RL_ERR_TIMEOUT, "Redis not answering: ",
+                              "no reply to the connection setup");
+        return;
+    }
+
+    self->breakConnection(RL_ERR_CONNECT, "Failed to connect to Redis: ",
+                          "Connection timed out");
 }
 
 
@@ -723,9 +815,381 @@ RedisClient::onReconnect(void *data) noexcept
 {
     RedisClient  *self = static_cast<RedisClient *>(data);
 
-    if (self->ac_ == nullptr) {
+    if (self->ac_ == nullptr && self->sac_ == nullptr) {
         self->connect();
     }
+}
+
+
+/*
+ * Asks one sentinel for the master's address on a connection of its own,
+ * closed as soon as it answered.  The next sentinel is tried at once when
+ * one fails; when all have failed, the usual backoff applies.
+ */
+void
+RedisClient::discover() noexcept
+{
+    const auto          &s = sentinels_[nextSentinel_ % sentinels_.size()];
+    redisAsyncContext   *sac;
+    const char          *argv[3];
+    size_t               lens[3];
+
+    state_ = State::Connecting;
+
+    sac = redisAsyncConnect(s.first.c_str(), s.second);
+
+    if (sac == nullptr || sac->err) {
+        std::string  why(sac ? sac->errstr : "out of memory");
+
+        if (sac) {
+            redisAsyncFree(sac);
+        }
+
+        sentinelFailed(why.c_str());
+        return;
+    }
+
+    if (loop_->attach(sac) != REDIS_OK) {
+        redisAsyncFree(sac);
+        sentinelFailed("cannot watch the socket");
+        return;
+    }
+
+    sac->data = this;
+    redisAsyncSetConnectCallback(sac, onSentinelConnect);
+    sac_ = sac;
+
+    if (sentinelAuth_) {
+        argv[0] = "AUTH";
+        lens[0] = 4;
+        argv[1] = sentinelPassword_.data();
+        lens[1] = sentinelPassword_.size();
+        (void) redisAsyncCommandArgv(sac, onSentinelReply, this, 2, argv,
+                                     lens);
+    }
+
+    argv[0] = "SENTINEL";
+    lens[0] = 8;
+    argv[1] = "get-master-addr-by-name";
+    lens[1] = sizeof("get-master-addr-by-name") - 1;
+    argv[2] = masterName_.data();
+    lens[2] = masterName_.size();
+    (void) redisAsyncCommandArgv(sac, onSentinelReply, this, 3, argv, lens);
+
+    connectTimer_->start(connectTimeout_);
+}
+
+
+void
+RedisClient::closeSentinel() noexcept
+{
+    redisAsyncContext  *sac = sac_;
+
+    if (sac) {
+        sac_ = nullptr;
+        redisAsyncFree(sac);
+    }
+}
+
+
+void
+RedisClient::sentinelFailed(const char *why) noexcept
+{
+    std::string  reason;
+    const auto  &s = sentinels_[nextSentinel_ % sentinels_.size()];
+
+    try {
+        reason = "sentinel " + s.first + ":" + std::to_string(s.second)
+                 + ": " + why;
+    } catch (...) {
+    }
+
+    closeSentinel();
+    connectTimer_->stop();
+    nextSentinel_++;
+
+    if (++sentinelTries_ < sentinels_.size()) {
+        discover();
+        return;
+    }
+
+    failed(RL_ERR_CONNECT, "Failed to discover the Redis master from "
+                           "Sentinel: ", reason.c_str());
+}
+
+
+void
+RedisClient::onSentinelConnect(const redisAsyncContext *ac, int status)
+    noexcept
+{
+    RedisClient  *self = static_cast<RedisClient *>(ac->data);
+
+    if (self == nullptr || self->sac_ != ac || status == REDIS_OK) {
+        return;
+    }
+
+    /* hiredis frees the context when this callback returns */
+    std::string  why;
+
+    try {
+        why = ac->c.errstr[0] ? ac->c.errstr : "connection failed";
+    } catch (...) {
+    }
+
+    self->sac_ = nullptr;
+    self->sentinelFailed(why.c_str());
+}
+
+
+void
+RedisClient::onSentinelReply(redisAsyncContext *ac, void *r, void *data)
+    noexcept
+{
+    RedisClient  *self = static_cast<RedisClient *>(data);
+    redisReply   *reply = static_cast<redisReply *>(r);
+    char          msg[256];
+
+    if (self->sac_ != ac || reply == nullptr) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_STATUS) {
+        /* AUTH accepted */
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        self->sentinelFailed(reply->str);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_STRING)
+    {
+        self->sentinelFailed(reply->type == REDIS_REPLY_NIL
+                             ? "unknown master name"
+                             : "unexpected reply");
+        return;
+    }
+
+    try {
+        self->host_.assign(reply->element[0]->str, reply->element[0]->len);
+        self->port_ = std::atoi(reply->element[1]->str);
+        self->addr_ = self->host_ + ":" + std::to_string(self->port_);
+
+    } catch (...) {
+        self->sentinelFailed("out of memory");
+        return;
+    }
+
+    std::snprintf(msg, sizeof(msg),
+                  "Sentinel reports master \"%s\" at %s",
+                  self->masterName_.c_str(), self->addr_.c_str());
+    self->loop_->log(RL_LOG_INFO, msg);
+
+    self->masterKnown_ = true;
+    self->closeSentinel();
+    self->connectTimer_->stop();
+    self->connect();
+}
+
+
+/*
+ * One sentinel at a time tells of failovers; when its connection breaks the
+ * next one is subscribed to, a second later.
+ */
+void
+RedisClient::subscribe() noexcept
+{
+    const auto         &s = sentinels_[subSentinel_ % sentinels_.size()];
+    redisAsyncContext  *ac;
+    const char         *argv[2];
+    size_t              lens[2];
+
+    ac = redisAsyncConnect(s.first.c_str(), s.second);
+
+    if (ac == nullptr || ac->err || loop_->attach(ac) != REDIS_OK) {
+        if (ac) {
+            redisAsyncFree(ac);
+        }
+
+        subSentinel_++;
+        subscribeTimer_->start(1000);
+        return;
+    }
+
+    ac->data = this;
+    redisAsyncSetDisconnectCallback(ac, onSubscriptionDisconnect);
+    subAc_ = ac;
+
+    if (sentinelAuth_) {
+        argv[0] = "AUTH";
+        lens[0] = 4;
+        argv[1] = sentinelPassword_.data();
+        lens[1] = sentinelPassword_.size();
+        (void) redisAsyncCommandArgv(ac, nullptr, nullptr, 2, argv, lens);
+    }
+
+    argv[0] = "SUBSCRIBE";
+    lens[0] = 9;
+    argv[1] = "+switch-master";
+    lens[1] = sizeof("+switch-master") - 1;
+    (void) redisAsyncCommandArgv(ac, onSwitch, this, 2, argv, lens);
+}
+
+
+void
+RedisClient::closeSubscription() noexcept
+{
+    redisAsyncContext  *ac = subAc_;
+
+    if (ac) {
+        subAc_ = nullptr;
+        redisAsyncFree(ac);
+    }
+}
+
+
+void
+RedisClient::onSwitch(redisAsyncContext *ac, void *r, void *data) noexcept
+{
+    RedisClient  *self = static_cast<RedisClient *>(data);
+    redisReply   *reply = static_cast<redisReply *>(r);
+
+    if (self->subAc_ != ac) {
+        return;
+    }
+
+    if (reply == nullptr) {
+        /* a failed connect: no disconnect callback comes */
+        self->subAc_ = nullptr;
+        self->subSentinel_++;
+        self->subscribeTimer_->start(1000);
+        return;
+    }
+
+    /* [ "message", "+switch-master", "NAME OLDIP OLDPORT NEWIP NEWPORT" ] */
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && std::strcmp(reply->element[0]->str, "message") == 0
+        && reply->element[2]->type == REDIS_REPLY_STRING)
+    {
+        self->switchMaster(reply->element[2]);
+    }
+}
+
+
+void
+RedisClient::switchMaster(const redisReply *msg) noexcept
+{
+    char  name[128], oldHost[64], newHost[64], log[512];
+    int   oldPort, newPort;
+
+    if (std::sscanf(msg->str, "%127s %63s %d %63s %d", name, oldHost,
+                    &oldPort, newHost, &newPort) != 5
+        || masterName_ != name)
+    {
+        return;
+    }
+
+    std::snprintf(log, sizeof(log),
+                  "Sentinel switched master \"%s\" from %s:%d to %s:%d",
+                  name, oldHost, oldPort, newHost, newPort);
+    loop_->log(RL_LOG_NOTICE, log);
+
+    if (ac_ && host_ == newHost && port_ == newPort) {
+        return;
+    }
+
+    /* move now: the old master takes writes until it is demoted */
+    closeSentinel();
+
+    if (ac_) {
+        redisAsyncContext  *ac = ac_;
+
+        ac_ = nullptr;
+        lostKind_ = RL_ERR_CONNECT;
+        redisAsyncFree(ac);
+    }
+
+    try {
+        host_ = newHost;
+        port_ = newPort;
+        addr_ = host_ + ":" + std::to_string(port_);
+    } catch (...) {
+        return;
+    }
+
+    masterKnown_ = true;
+    connectTimer_->stop();
+    reconnectTimer_->stop();
+    connect();
+}
+
+
+void
+RedisClient::onSubscriptionDisconnect(const redisAsyncContext *ac,
+    int status) noexcept
+{
+    RedisClient  *self = static_cast<RedisClient *>(ac->data);
+
+    (void) status;
+
+    if (self == nullptr || self->subAc_ != ac) {
+        return;
+    }
+
+    self->subAc_ = nullptr;
+    self->subSentinel_++;
+    self->subscribeTimer_->start(1000);
+}
+
+
+void
+RedisClient::onResubscribe(void *data) noexcept
+{
+    RedisClient  *self = static_cast<RedisClient *>(data);
+
+    if (self->subAc_ == nullptr) {
+        self->subscribe();
+    }
+}
+
+
+/* the node must be the master; sentinels may still name a demoted one */
+void
+RedisClient::onRole(redisAsyncContext *ac, void *r, void *data) noexcept
+{
+    RedisClient  *self = static_cast<RedisClient *>(data);
+    redisReply   *reply = static_cast<redisReply *>(r);
+    std::string   role;
+
+    if (self->ac_ != ac || reply == nullptr) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && std::strcmp(reply->element[0]->str, "master") == 0)
+    {
+        if (--self->handshakePending_ == 0 && self->connected_) {
+            self->handshakeDone();
+        }
+
+        return;
+    }
+
+    try {
+        role = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0
+               && reply->element[0]->type == REDIS_REPLY_STRING
+               ? reply->element[0]->str
+               : reply->type == REDIS_REPLY_ERROR ? reply->str : "unknown";
+    } catch (...) {
+    }
+
+    self->breakConnection(RL_ERR_REPLY, "Redis node is not the master: ",
+                          role.c_str());
 }
 
 } /* namespace rl */

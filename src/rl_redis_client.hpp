@@ -8,8 +8,17 @@
  *
  *   Idle --connect--> Connecting --(connected, AUTH/SELECT ok)--> Ready
  *   Connecting --(refused, connect_timeout, AUTH error)--> Down
- *   Ready --(closed, garbage, timeouts piled up)--> Down
+ *   Ready --(closed, garbage, timeouts piled up, READONLY)--> Down
  *   Down --(backoff timer)--> Connecting
+ *
+ * With Sentinel, Connecting starts by asking the sentinels, one after the
+ * other, for the master's address (on a short-lived connection), and the
+ * handshake adds ROLE: a node that is not the master is dropped.  The
+ * address is forgotten whenever the connection is lost or a node answers
+ * READONLY, so every reconnect asks the sentinels again and a failover is
+ * followed without a reload.  A subscription to +switch-master on one
+ * sentinel moves the connection at once, before the old master is demoted
+ * (until then it would still accept writes the new master never sees).
  *
  * While "down" (from the first failure until a connection is Ready again)
  * checks get an error at once and never wait.
@@ -77,13 +86,20 @@ private:
     enum class State { Idle, Connecting, Ready, Down };
 
     void connect() noexcept;
+    void discover() noexcept;
+    void sentinelFailed(const char *why) noexcept;
+    void closeSentinel() noexcept;
+    void subscribe() noexcept;
+    void closeSubscription() noexcept;
+    void switchMaster(const redisReply *msg) noexcept;
     void sendHandshake() noexcept;
     void handshakeDone() noexcept;
     void failed(rl_error_e kind, const char *what, const char *why) noexcept;
     void breakConnection(rl_error_e kind, const char *what,
         const char *why) noexcept;
     bool send(Check *c) noexcept;
-    void finish(Check *c, const redisReply *reply) noexcept;
+    void finish(Check *c, const redisReply *reply,
+        const redisAsyncContext *ac) noexcept;
     void expire() noexcept;
     void armDeadline() noexcept;
     void logOnce(rl_log_level_e level, const char *msg) noexcept;
@@ -98,6 +114,17 @@ private:
         noexcept;
     static void onReply(redisAsyncContext *ac, void *reply, void *data)
         noexcept;
+    static void onRole(redisAsyncContext *ac, void *reply, void *data)
+        noexcept;
+    static void onSentinelConnect(const redisAsyncContext *ac, int status)
+        noexcept;
+    static void onSentinelReply(redisAsyncContext *ac, void *reply,
+        void *data) noexcept;
+    static void onSwitch(redisAsyncContext *ac, void *reply, void *data)
+        noexcept;
+    static void onSubscriptionDisconnect(const redisAsyncContext *ac,
+        int status) noexcept;
+    static void onResubscribe(void *data) noexcept;
     static void onDeadline(void *data) noexcept;
     static void onConnectTimeout(void *data) noexcept;
     static void onReconnect(void *data) noexcept;
@@ -113,6 +140,18 @@ private:
     uint64_t                connectTimeout_;
     uint64_t                timeout_;
     std::string             addr_;       /* for log lines */
+
+    /* Sentinel: numeric addresses, asked in turn */
+    std::vector<std::pair<std::string, int>>  sentinels_;
+    std::string             masterName_;
+    std::string             sentinelPassword_;
+    bool                    sentinelAuth_ = false;
+    size_t                  nextSentinel_ = 0;
+    size_t                  sentinelTries_ = 0;
+    bool                    masterKnown_ = false;
+    redisAsyncContext      *sac_ = nullptr;
+    redisAsyncContext      *subAc_ = nullptr;    /* +switch-master */
+    size_t                  subSentinel_ = 0;
     void                  (*onState_)(void *data, int up);
     void                   *stateData_;
     bool                    upReported_ = false;
@@ -141,6 +180,7 @@ private:
     std::unique_ptr<Timer>  deadlineTimer_;
     std::unique_ptr<Timer>  connectTimer_;
     std::unique_ptr<Timer>  reconnectTimer_;
+    std::unique_ptr<Timer>  subscribeTimer_;
     uint64_t                seed_;
 };
 

@@ -865,7 +865,7 @@ is(redis_cli('dbsize'), "0\n", 'and not in the TCP one');
     rate_limit_redis password=s3cret;
 --- must_die
 --- error_log
-"rate_limit_redis" directive needs an address (host:port, host or unix:path) before "password="
+"rate_limit_redis" directive needs an address (host:port, host or unix:path) or sentinel= before "password="
 --- no_error_log
 s3cret
 
@@ -954,12 +954,42 @@ invalid value "algorithm=leaky" in "rate_limit" directive, algorithm must be "sl
 
 
 
-=== TEST 70: sentinel= is refused as not supported yet
+=== TEST 70: sentinel= needs master=
 --- http_config
-    rate_limit_redis sentinel=127.0.0.1:26379 master=mymaster;
+    rate_limit_redis sentinel=127.0.0.1:26379;
 --- must_die
 --- error_log
-"sentinel=" in "rate_limit_redis" is not supported yet
+"rate_limit_redis" directive has "sentinel=" without "master="
+
+
+
+=== TEST 70a: master= needs sentinel=
+--- http_config
+    rate_limit_redis 127.0.0.1 master=mymaster;
+--- must_die
+--- error_log
+"rate_limit_redis" directive has "master=" without "sentinel="
+
+
+
+=== TEST 70b: an address and sentinel= together are refused
+--- http_config
+    rate_limit_redis 127.0.0.1 sentinel=127.0.0.1:26379 master=m;
+--- must_die
+--- error_log
+"rate_limit_redis" directive takes an address or sentinel=, not both
+
+
+
+=== TEST 70c: a sentinel_password= is never echoed
+--- http_config
+    rate_limit_redis sentinel=127.0.0.1:26379,127.0.0.1 master=m sentinel_password=top-secret sentinel_password=other-secret;
+--- must_die
+--- error_log
+duplicate parameter "sentinel_password=" in "rate_limit_redis" directive
+--- no_error_log
+top-secret
+other-secret
 
 
 

@@ -12,13 +12,13 @@ BEGIN {
     chomp $OwnRedisPort;
     die "cannot start redis-server\n" unless $OwnRedisPort;
     # what the module needs: the script and the commands it runs
-    my $cmds = "+evalsha +eval +select +time +type +del +zremrangebyscore"
+    my $cmds = "+ping +evalsha +eval +select +time +type +del +zremrangebyscore"
                . " +zcard +zadd +pexpire +zrange +get +set +incr +pexpireat"
                . " +hmget +hset";
     system("redis-cli -p $OwnRedisPort acl setuser limiter on '>limiter-pw'"
            . " '~rate_limit:*' $cmds >/dev/null") == 0 or die;
     system("redis-cli -p $OwnRedisPort acl setuser readonly on '>ro-pw'"
-           . " '~rate_limit:*' +evalsha +eval +time +zremrangebyscore +zcard"
+           . " '~rate_limit:*' +ping +evalsha +eval +time +zremrangebyscore +zcard"
            . " >/dev/null") == 0 or die;
     system("redis-cli -p $OwnRedisPort config set requirepass"
            . " default-pw >/dev/null") == 0 or die;
@@ -190,7 +190,8 @@ wrong-secret
 GET /signature/x
 --- error_code: 200
 --- error_log
-Rate limiting unavailable (Redis down). Allowing request from 127.0.0.1 (reply: NOAUTH
+Redis refused the connection setup: NOAUTH Authentication required. Using fallback mode.
+Rate limiting unavailable (Redis down). Allowing request from 127.0.0.1 (auth: NOAUTH
 
 
 

@@ -404,31 +404,73 @@ silent_peer(int *port)
 
 
 static void
-test_a_silent_peer_times_out_then_trips_the_breaker(void **state)
+test_a_silent_peer_never_becomes_ready(void **state)
 {
     fixture_t  *f = *state;
     result_t    r;
-    int         fd, port, i;
+    int         fd, port;
 
     fd = silent_peer(&port);
 
+    /* the TCP connect succeeds (the kernel accepts), PING never answers */
     f->client = client(f, port, 50);
     assert_non_null(f->client);
-    run_for(f, 50);
+
+    assert_non_null(start(f, "k", 3, 10000, &r));
+    wait_for(f, &r, 1000);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.v.error, RL_ERR_TIMEOUT);
+    assert_false(rl_client_up(f->client));
+    assert_int_equal(rl_event_loop_logged(f->loop,
+        "Redis not answering: no reply to the connection setup"), 1);
+
+    assert_null(start(f, "k", 3, 10000, &r));
+    assert_int_equal(rl_event_loop_logged(f->loop, "restored"), 0);
+
+    close(fd);
+}
+
+
+static void
+test_a_paused_redis_times_out_then_trips_the_breaker(void **state)
+{
+    fixture_t   *f = *state;
+    result_t     r;
+    int          i;
+    redisReply  *reply;
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 50);
+    assert_non_null(f->client);
+
+    for (i = 0; i < 50 && !rl_client_up(f->client); i++) {
+        run_for(f, 10);
+    }
+
+    assert_true(rl_client_up(f->client));
+
+    reply = redisCommand(f->sync, "CLIENT PAUSE 1000 WRITE");
+    assert_non_null(reply);
+    freeReplyObject(reply);
 
     for (i = 0; i < 3; i++) {
-        assert_non_null(start(f, "k", 3, 10000, &r));
+        assert_non_null(start(f, f->key, 3, 10000, &r));
         wait_for(f, &r, 1000);
         assert_int_equal(r.calls, 1);
         assert_int_equal(r.v.error, RL_ERR_TIMEOUT);
     }
 
     /* three timeouts in a row: known down, answered at once, and why */
-    assert_null(start(f, "k", 3, 10000, &r));
+    assert_null(start(f, f->key, 3, 10000, &r));
     assert_int_equal(r.v.error, RL_ERR_TIMEOUT);
     assert_int_equal(rl_event_loop_logged(f->loop, "Redis not answering"), 1);
 
-    close(fd);
+    reply = redisCommand(f->sync, "CLIENT UNPAUSE");
+    assert_non_null(reply);
+    freeReplyObject(reply);
 }
 
 
@@ -627,7 +669,9 @@ main(void)
             test_refused_connection_answers_at_once_afterwards, setup,
             teardown),
         cmocka_unit_test_setup_teardown(
-            test_a_silent_peer_times_out_then_trips_the_breaker, setup,
+            test_a_silent_peer_never_becomes_ready, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_paused_redis_times_out_then_trips_the_breaker, setup,
             teardown),
         cmocka_unit_test_setup_teardown(
             test_a_cancelled_check_is_never_called_back, setup, teardown),
