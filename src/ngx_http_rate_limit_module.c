@@ -67,6 +67,7 @@ typedef struct {
     ngx_msec_t                   window;          /* ms */
     rl_algorithm_e               algorithm;
     ngx_uint_t                   burst;           /* gcra; 0: requests */
+    ngx_uint_t                   ipv6_prefix;     /* 128: whole address */
     ngx_http_complex_value_t     key;
 
     /* where the NAME was first defined, for the conflict message */
@@ -492,6 +493,19 @@ ngx_http_rate_limit_handler(ngx_http_request_t *r)
 
         if (key.len == 0) {
             continue;
+        }
+
+        /* IPv4-mapped addresses count as IPv4; IPv6 may be grouped */
+        p = ngx_pnalloc(r->pool, RL_MAX_IP_KEY);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        len = rl_normalize_ip((char *) key.data, key.len,
+                              (unsigned) limits[i].ipv6_prefix, (char *) p);
+        if (len) {
+            key.data = p;
+            key.len = len;
         }
 
         len = RL_MAX_REDIS_KEY(mcf->prefix.len, limits[i].name.len);
@@ -1681,6 +1695,7 @@ ngx_http_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     int                                alg;
     uint64_t                           v;
+    ngx_int_t                          n;
     ngx_str_t                         *value, key;
     ngx_uint_t                         i, seen_algorithm;
     ngx_http_rate_limit_t             *limit, *l, *known;
@@ -1807,6 +1822,26 @@ ngx_http_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "ipv6_prefix=", 12) == 0) {
+
+            if (limit->ipv6_prefix) {
+                goto duplicate;
+            }
+
+            n = ngx_atoi(value[i].data + 12, value[i].len - 12);
+
+            if (n < 1 || n > 128) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid value \"%V\" in \"rate_limit\" "
+                                   "directive, ipv6_prefix must be a number "
+                                   "from 1 to 128", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            limit->ipv6_prefix = (ngx_uint_t) n;
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "burst=", 6) == 0) {
 
             if (limit->burst) {
@@ -1864,6 +1899,10 @@ ngx_http_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (limit->window == 0) {
         limit->window = 3600 * 1000;
+    }
+
+    if (limit->ipv6_prefix == 0) {
+        limit->ipv6_prefix = 128;
     }
 
     if (limit->burst && limit->algorithm != RL_ALG_GCRA) {

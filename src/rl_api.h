@@ -173,6 +173,18 @@ struct redisReply;
 int rl_decode_reply(const struct redisReply *reply, size_t n, rl_verdict_t *v)
     RL_NOEXCEPT;
 
+/*
+ * Client identity: when key is an IPv6 address, an IPv4-mapped one
+ * (::ffff:a.b.c.d) becomes a.b.c.d, and with prefix < 128 the address is
+ * cut to its first prefix bits and written as "net::/prefix".  Writes into
+ * out (RL_MAX_IP_KEY bytes) and returns the length; 0 when key is not an
+ * IPv6 address or stays as it is.
+ */
+#define RL_MAX_IP_KEY        (46 + 4)
+
+size_t rl_normalize_ip(const char *key, size_t len, unsigned prefix,
+    char *out) RL_NOEXCEPT;
+
 /* whole seconds a client should wait, never less than 1 */
 uint64_t rl_retry_after_sec(uint64_t retry_ms) RL_NOEXCEPT;
 

@@ -5,6 +5,8 @@
 
 #include "rl_limit.hpp"
 
+#include <arpa/inet.h>
+#include <cstdio>
 #include <cstring>
 
 
@@ -302,4 +304,51 @@ rl_error_name(rl_error_e err) noexcept
     }
 
     return "unknown";
+}
+
+
+extern "C" size_t
+rl_normalize_ip(const char *key, size_t len, unsigned prefix, char *out)
+    noexcept
+{
+    static const unsigned char  mapped[12] = {
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+    };
+
+    char           text[INET6_ADDRSTRLEN];
+    unsigned char  a[16];
+
+    if (len == 0 || len >= sizeof(text) || std::memchr(key, ':', len) == nullptr)
+    {
+        return 0;
+    }
+
+    std::memcpy(text, key, len);
+    text[len] = '\0';
+
+    if (inet_pton(AF_INET6, text, a) != 1) {
+        return 0;
+    }
+
+    if (std::memcmp(a, mapped, sizeof(mapped)) == 0) {
+        return inet_ntop(AF_INET, a + 12, out, RL_MAX_IP_KEY)
+               ? std::strlen(out) : 0;
+    }
+
+    if (prefix == 0 || prefix >= 128) {
+        return 0;
+    }
+
+    for (unsigned bit = prefix; bit < 128; bit++) {
+        a[bit / 8] &= (unsigned char) ~(0x80 >> (bit % 8));
+    }
+
+    if (inet_ntop(AF_INET6, a, out, RL_MAX_IP_KEY) == nullptr) {
+        return 0;
+    }
+
+    len = std::strlen(out);
+
+    return len + (size_t) std::snprintf(out + len, RL_MAX_IP_KEY - len, "/%u",
+                                        prefix);
 }

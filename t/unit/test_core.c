@@ -374,6 +374,43 @@ test_metrics_render_as_prometheus_text(void **state)
 }
 
 
+static const char *
+ip(const char *key, unsigned prefix)
+{
+    static char  out[RL_MAX_IP_KEY];
+    size_t       n;
+
+    n = rl_normalize_ip(key, strlen(key), prefix, out);
+    if (n == 0) {
+        return key;
+    }
+
+    out[n] = '\0';
+    return out;
+}
+
+
+static void
+test_ipv6_keys_are_grouped_and_mapped_ipv4_unwrapped(void **state)
+{
+    (void) state;
+
+    assert_string_equal(ip("192.168.1.100", 64), "192.168.1.100");
+    assert_string_equal(ip("::ffff:192.168.1.100", 128), "192.168.1.100");
+    assert_string_equal(ip("::FFFF:10.0.0.1", 64), "10.0.0.1");
+    assert_string_equal(ip("2001:db8:1:2:3:4:5:6", 128),
+                        "2001:db8:1:2:3:4:5:6");
+    assert_string_equal(ip("2001:db8:1:2:3:4:5:6", 64), "2001:db8:1:2::/64");
+    assert_string_equal(ip("2001:db8:1:2:ffff:ffff:ffff:ffff", 64),
+                        "2001:db8:1:2::/64");
+    assert_string_equal(ip("2001:db8:1:2:3:4:5:6", 48), "2001:db8:1::/48");
+    assert_string_equal(ip("2001:db8:1:2:3:4:5:6", 1), "::/1");
+    assert_string_equal(ip("2001:db8::1", 127), "2001:db8::/127");
+    assert_string_equal(ip("alice", 64), "alice");
+    assert_string_equal(ip("not:an:address", 64), "not:an:address");
+}
+
+
 int
 main(void)
 {
@@ -392,6 +429,8 @@ main(void)
         cmocka_unit_test(test_retry_after_rounds_up_to_whole_seconds),
         cmocka_unit_test(test_latency_buckets_are_upper_bounds),
         cmocka_unit_test(test_metrics_render_as_prometheus_text),
+        cmocka_unit_test(
+            test_ipv6_keys_are_grouped_and_mapped_ipv4_unwrapped),
     };
 
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);
