@@ -35,6 +35,9 @@
 #define NGX_HTTP_RATE_LIMIT_HEADERS_ON        1
 #define NGX_HTTP_RATE_LIMIT_HEADERS_LEGACY    2
 
+#define NGX_HTTP_RATE_LIMIT_BODY_TEXT         0
+#define NGX_HTTP_RATE_LIMIT_BODY_JSON         1
+
 /* distinct limit NAMEs the metrics zone keeps counters for */
 #define NGX_HTTP_RATE_LIMIT_METRIC_NAMES      256
 
@@ -157,6 +160,7 @@ typedef struct {
     ngx_uint_t                   log_level;
     ngx_flag_t                   dry_run;
     ngx_uint_t                   headers;
+    ngx_uint_t                   body;
 } ngx_http_rate_limit_loc_conf_t;
 
 
@@ -207,7 +211,7 @@ static void ngx_http_rate_limit_log_fallback(ngx_http_rate_limit_ctx_t *ctx,
 static ngx_int_t ngx_http_rate_limit_respond(ngx_http_request_t *r,
     ngx_http_rate_limit_ctx_t *ctx);
 static ngx_int_t ngx_http_rate_limit_send_rejection(ngx_http_request_t *r,
-    ngx_uint_t status);
+    ngx_http_rate_limit_ctx_t *ctx);
 static ngx_int_t ngx_http_rate_limit_header_filter(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_rate_limit_decided(ngx_http_rate_limit_ctx_t *ctx);
 static ngx_int_t ngx_http_rate_limit_add_header(ngx_http_request_t *r,
@@ -261,6 +265,13 @@ static ngx_conf_enum_t  ngx_http_rate_limit_headers[] = {
     { ngx_string("on"), NGX_HTTP_RATE_LIMIT_HEADERS_ON },
     { ngx_string("off"), NGX_HTTP_RATE_LIMIT_HEADERS_OFF },
     { ngx_string("legacy"), NGX_HTTP_RATE_LIMIT_HEADERS_LEGACY },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_rate_limit_bodies[] = {
+    { ngx_string("text"), NGX_HTTP_RATE_LIMIT_BODY_TEXT },
+    { ngx_string("json"), NGX_HTTP_RATE_LIMIT_BODY_JSON },
     { ngx_null_string, 0 }
 };
 
@@ -331,6 +342,13 @@ static ngx_command_t  ngx_http_rate_limit_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_rate_limit_loc_conf_t, headers),
       &ngx_http_rate_limit_headers },
+
+    { ngx_string("rate_limit_body"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_rate_limit_set_enum,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_rate_limit_loc_conf_t, body),
+      &ngx_http_rate_limit_bodies },
 
     { ngx_string("rate_limit_local_cache"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
@@ -416,6 +434,14 @@ static ngx_http_variable_t  ngx_http_rate_limit_vars[] = {
 
 
 static u_char  ngx_http_rate_limit_body[] = "Rate limit exceeded\n";
+
+static char  ngx_http_rate_limit_json_head[] =
+    "{\"type\":\"https://iana.org/assignments/http-problem-types"
+    "#quota-exceeded\",\"title\":\"Rate limit exceeded\","
+    "\"detail\":\"Request cannot be satisfied as assigned quota has been "
+    "exceeded\",\"status\":";
+
+static char  ngx_http_rate_limit_json_tail[] = "]}\n";
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -943,15 +969,19 @@ ngx_http_rate_limit_respond(ngx_http_request_t *r,
         }
     }
 
-    return ngx_http_rate_limit_send_rejection(r, ctx->rc);
+    return ngx_http_rate_limit_send_rejection(r, ctx);
 }
 
 
 static ngx_int_t
-ngx_http_rate_limit_send_rejection(ngx_http_request_t *r, ngx_uint_t status)
+ngx_http_rate_limit_send_rejection(ngx_http_request_t *r,
+    ngx_http_rate_limit_ctx_t *ctx)
 {
+    size_t       len;
+    u_char      *p;
     ngx_int_t    rc;
     ngx_buf_t   *b;
+    ngx_uint_t   i;
     ngx_chain_t  out;
 
     rc = ngx_http_discard_request_body(r);
@@ -959,19 +989,57 @@ ngx_http_rate_limit_send_rejection(ngx_http_request_t *r, ngx_uint_t status)
         return rc;
     }
 
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = sizeof(ngx_http_rate_limit_body) - 1;
-    ngx_str_set(&r->headers_out.content_type, "text/plain");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->pos = ngx_http_rate_limit_body;
-    b->last = ngx_http_rate_limit_body + sizeof(ngx_http_rate_limit_body) - 1;
+    r->headers_out.status = ctx->rc;
+    r->headers_out.content_type_lowcase = NULL;
+
+    if (ctx->lcf->body == NGX_HTTP_RATE_LIMIT_BODY_TEXT) {
+        ngx_str_set(&r->headers_out.content_type, "text/plain");
+        b->pos = ngx_http_rate_limit_body;
+        b->last = ngx_http_rate_limit_body
+                  + sizeof(ngx_http_rate_limit_body) - 1;
+
+    } else {
+        /*
+         * RFC 9457 problem details of the "quota-exceeded" type that the
+         * RateLimit header draft registers; NAMEs need no JSON escaping.
+         */
+        len = sizeof(ngx_http_rate_limit_json_head) - 1 + NGX_INT_T_LEN
+              + sizeof(ngx_http_rate_limit_json_tail) - 1
+              + 2 * NGX_INT64_LEN + 64;
+
+        for (i = 0; i < ctx->nlimits; i++) {
+            len += ctx->limits[i]->name.len + 4;
+        }
+
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        b->pos = p;
+        p = ngx_sprintf(p, "%s%ui,\"retry-after\":%uL,"
+                        "\"violated-policies\":[",
+                        ngx_http_rate_limit_json_head, ctx->rc,
+                        ctx->retry_after);
+
+        for (i = 0, len = 0; i < ctx->nlimits; i++) {
+            if (ctx->results[i].retry_ms && !(ctx->unknown & (1 << i))) {
+                p = ngx_sprintf(p, "%s\"%V\"", len++ ? "," : "",
+                                &ctx->limits[i]->name);
+            }
+        }
+
+        b->last = ngx_sprintf(p, "%s", ngx_http_rate_limit_json_tail);
+        ngx_str_set(&r->headers_out.content_type, "application/problem+json");
+    }
+
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_length_n = b->last - b->pos;
     b->memory = 1;
     b->last_buf = 1;
     b->last_in_chain = 1;
@@ -1660,6 +1728,7 @@ ngx_http_rate_limit_create_loc_conf(ngx_conf_t *cf)
     conf->log_level = NGX_CONF_UNSET_UINT;
     conf->dry_run = NGX_CONF_UNSET;
     conf->headers = NGX_CONF_UNSET_UINT;
+    conf->body = NGX_CONF_UNSET_UINT;
 
     return conf;
 }
@@ -1682,6 +1751,8 @@ ngx_http_rate_limit_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->dry_run, prev->dry_run, 0);
     ngx_conf_merge_uint_value(conf->headers, prev->headers,
                               NGX_HTTP_RATE_LIMIT_HEADERS_ON);
+    ngx_conf_merge_uint_value(conf->body, prev->body,
+                              NGX_HTTP_RATE_LIMIT_BODY_TEXT);
 
     return NGX_CONF_OK;
 }

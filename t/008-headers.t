@@ -196,3 +196,49 @@ GET /signature/x
 [ 'RateLimit: "signature";r=0;t=\d+', 'RateLimit: "signature";r=0;t=\d+' ]
 --- response_headers
 !Retry-After
+
+
+
+=== TEST 10: rate_limit_body json answers with RFC 9457 problem details
+--- http_config eval: $::HttpConfig
+--- config
+    location /api/ {
+        rate_limit api requests=1 window=1h;
+        rate_limit burst requests=5 window=1m;
+        rate_limit_body json;
+        empty_gif;
+    }
+--- request eval
+[ "GET /api/x", "GET /api/x" ]
+--- error_code eval
+[ 200, 429 ]
+--- response_headers eval
+[ "Content-Type: image/gif", "Content-Type: application/problem+json" ]
+--- check
+my $r = $responses->[1];
+like($r->{body}, qr/^\{"type":"https:\/\/iana\.org\/assignments\/http-problem-types#quota-exceeded",/,
+     'problem type');
+like($r->{body}, qr/"status":429,/, 'status');
+my ($ra) = $r->{body} =~ /"retry-after":(\d+)/;
+is($ra, $r->{headers}{'retry-after'}, 'retry-after as in the header');
+like($r->{body}, qr/"violated-policies":\["api"\]\}\n$/,
+     'only the limit that rejected');
+is(length $r->{body}, $r->{headers}{'content-length'}, 'Content-Length');
+
+
+
+=== TEST 11: the default body stays the plain text operators grep for
+--- http_config eval: $::HttpConfig
+--- config
+    location /x {
+        rate_limit x requests=1 window=1h;
+        empty_gif;
+    }
+--- request eval
+[ "GET /x", "GET /x" ]
+--- error_code eval
+[ 200, 429 ]
+--- response_body_like eval
+[ qr/^GIF/, qr/\ARate limit exceeded\n\z/ ]
+--- response_headers eval
+[ "Content-Type: image/gif", "Content-Type: text/plain" ]
