@@ -5,6 +5,11 @@
 #
 #   scripts/build-module.sh [OUT_DIR]
 #   NGINX_SRC=/path/to/nginx-1.22.1 scripts/build-module.sh
+#   NGX_CC_OPT='-fsanitize=address' NGX_LD_OPT=... scripts/build-module.sh DIR
+#
+# NGX_CC_OPT and NGX_LD_OPT (unset by default) reach configure as
+# --with-cc-opt and --with-ld-opt, spaces and all (NGX_EXTRA_FLAGS is split
+# on spaces); a change of either configures and builds the tree afresh.
 #
 # With a full source tree the module is configured with --with-compat (a
 # dynamic module loads only into an nginx built with the same configure
@@ -35,12 +40,23 @@ if [ -f conf_flags ]; then
     flags=("${NGX_CONF_FLAGS[@]}")
 fi
 
+extra=()
+[ -n "${NGX_CC_OPT:-}" ] && extra+=("--with-cc-opt=$NGX_CC_OPT")
+[ -n "${NGX_LD_OPT:-}" ] && extra+=("--with-ld-opt=$NGX_LD_OPT")
+opts="${NGX_CC_OPT:-}|${NGX_LD_OPT:-}"
+
+# objects built with other options are not rebuilt by make: start afresh
+if [ "$opts" != "$(cat objs/.rl-opts 2>/dev/null || echo '|')" ]; then
+    rm -rf objs
+fi
+
 if [ ! -f objs/Makefile ] || [ "$top/config" -nt objs/Makefile ]; then
-    ./configure "${flags[@]}" ${NGX_EXTRA_FLAGS:-} \
+    ./configure "${flags[@]}" "${extra[@]}" ${NGX_EXTRA_FLAGS:-} \
         --add-dynamic-module="$top" > "$out/configure.log" 2>&1 || {
         tail -30 "$out/configure.log" >&2
         exit 1
     }
+    echo "$opts" > objs/.rl-opts
 fi
 
 make -f objs/Makefile modules -j2 > "$out/make.log" 2>&1 || {
@@ -49,5 +65,9 @@ make -f objs/Makefile modules -j2 > "$out/make.log" 2>&1 || {
     exit 1
 }
 
-cp objs/ngx_http_rate_limit_module.so "$out/ngx_http_rate_limit_module.so"
+# a new file, renamed over the old: an nginx that has the old one mapped
+# keeps it (copying over it in place crashes such an nginx)
+cp objs/ngx_http_rate_limit_module.so "$out/.ngx_http_rate_limit_module.so.new"
+mv -f "$out/.ngx_http_rate_limit_module.so.new" \
+    "$out/ngx_http_rate_limit_module.so"
 echo "built $out/ngx_http_rate_limit_module.so"

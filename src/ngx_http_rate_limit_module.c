@@ -1758,6 +1758,19 @@ ngx_http_rate_limit_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
+/* " burst=N" of a gcra limit, for messages; nothing for the others */
+static u_char *
+ngx_http_rate_limit_burst_text(ngx_http_rate_limit_t *limit, u_char *buf)
+{
+    if (limit->algorithm != RL_ALG_GCRA) {
+        return buf;
+    }
+
+    return ngx_sprintf(buf, " burst=%ui",
+                       limit->burst ? limit->burst : limit->requests);
+}
+
+
 /* rate_limit NAME requests=N window=TIME [key=VALUE]; */
 static char *
 ngx_http_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -1765,6 +1778,7 @@ ngx_http_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_rate_limit_loc_conf_t  *lcf = conf;
 
     int                                alg;
+    u_char                             buf[NGX_INT_T_LEN + 8];
     uint64_t                           v;
     ngx_int_t                          n;
     ngx_str_t                         *value, key;
@@ -2012,14 +2026,15 @@ ngx_http_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "rate limit \"%V\" is already defined with "
-                               "requests=%ui window=%M%s algorithm=%s%s in "
-                               "%V:%ui",
+                               "requests=%ui window=%M%s algorithm=%s%*s "
+                               "in %V:%ui",
                                &limit->name, known[i].requests,
                                known[i].window % 1000
                                ? known[i].window : known[i].window / 1000,
                                known[i].window % 1000 ? "ms" : "s",
                                rl_algorithm_name(known[i].algorithm),
-                               known[i].burst ? " with burst=" : "",
+                               ngx_http_rate_limit_burst_text(&known[i], buf)
+                               - buf, buf,
                                &known[i].file, known[i].line);
             return NGX_CONF_ERROR;
         }

@@ -28,9 +28,10 @@
  * sliding_window: a hash { w = window index, c = its count, p = the
  *   previous window's count }; the estimate weights p by the share of the
  *   sliding window still inside the previous fixed window.
- * gcra: the theoretical arrival time (microseconds) as a string; one
- *   request per window/requests, up to burst at once.
- * A key of another type (the limit's algorithm was changed) is replaced.
+ * gcra: "g" and the theoretical arrival time (microseconds) as a string;
+ *   one request per window/requests, up to burst at once.
+ * A key another algorithm left (the limit's algorithm was changed) is
+ * replaced: by its type, or for the two string kinds by the "g".
  */
 
 #include "rl_script.hpp"
@@ -95,7 +96,13 @@ end
 
 decide.f = function(key, limit, w)
   fresh(key, 'string')
-  local p = { count = tonumber(redis.call('GET', key)) or 0, retry = 0 }
+  local v = redis.call('GET', key)
+  if v and not tonumber(v) then
+    -- a gcra value: another algorithm's key
+    redis.call('DEL', key)
+    v = false
+  end
+  local p = { count = tonumber(v) or 0, retry = 0 }
   p.ends = (math.floor(now / w) + 1) * w
   if p.count >= limit then
     p.retry = p.ends - now
@@ -152,7 +159,10 @@ end
 decide.g = function(key, limit, w, burst)
   fresh(key, 'string')
   local interval = w / limit
-  local tat = tonumber(redis.call('GET', key)) or now
+  local v = redis.call('GET', key)
+  -- "g" and the time; anything else (a fixed_window count) is stale
+  local tat = v and string.sub(v, 1, 1) == 'g'
+              and tonumber(string.sub(v, 2)) or now
   if tat < now then
     tat = now
   end
@@ -163,18 +173,19 @@ decide.g = function(key, limit, w, burst)
   end
   p.remaining = math.floor((now + burst * interval - tat) / interval)
   p.count = burst - p.remaining
-  p.reset = tat - now - (burst - 1) * interval
+  -- the next unit comes back when now + burst * interval - tat reaches
+  -- (remaining + 1) * interval
+  p.reset = tat - now - (burst - p.remaining - 1) * interval
   return p
 end
 
 commit.g = function(key, limit, w, p, burst)
   local interval = w / limit
-  redis.call('SET', key, string.format('%d', math.ceil(p.new_tat)), 'PX',
-             math.max(1, math.ceil((p.new_tat - now) / 1000)))
+  redis.call('SET', key, 'g' .. string.format('%d', math.ceil(p.new_tat)),
+             'PX', math.max(1, math.ceil((p.new_tat - now) / 1000)))
   p.remaining = math.floor((now + burst * interval - p.new_tat) / interval)
   p.count = burst - p.remaining
-  p.reset = p.new_tat - now - p.remaining * interval
-  p.reset = p.reset - (burst - 1 - p.remaining) * interval
+  p.reset = p.new_tat - now - (burst - p.remaining - 1) * interval
 end
 
 local n = #KEYS

@@ -1036,3 +1036,45 @@ invalid value "burst=0" in "rate_limit" directive, burst must be a number from 1
 --- must_die
 --- error_log eval
 qr/rate limit "x" is already defined with requests=10 window=60s algorithm=sliding_log in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 74: a gcra conflict names the first definition's burst
+--- http_config
+    rate_limit_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+--- config
+    location /a {
+        rate_limit x requests=10 window=1m algorithm=gcra burst=4;
+        empty_gif;
+    }
+    location /b {
+        rate_limit x requests=10 window=1m algorithm=gcra burst=5;
+        empty_gif;
+    }
+--- must_die
+--- error_log eval
+qr/rate limit "x" is already defined with requests=10 window=60s algorithm=gcra burst=4 in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 75: ipv6_prefix out of range is refused
+--- http_config
+    rate_limit_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+--- config
+    location /a {
+        rate_limit x ipv6_prefix=129;
+        empty_gif;
+    }
+--- must_die
+--- error_log
+invalid value "ipv6_prefix=129" in "rate_limit" directive, ipv6_prefix must be a number from 1 to 128
+
+
+
+=== TEST 76: rate_limit_body takes text or json
+--- http_config
+    rate_limit_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    rate_limit_body xml;
+--- must_die
+--- error_log
+invalid value "xml" in "rate_limit_body" directive, it must be one of "text", "json"

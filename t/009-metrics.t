@@ -124,7 +124,13 @@ is(main::sample($t, 'rate_limit_requests_total{limit="signature",status="rejecte
 [ map { "GET /signature/x" } 1 .. 5 ]
 --- error_code: 200
 --- check
-my $t = http_get('/metrics')->{body};
+my $t;
+for (1 .. 50) {
+    # all four workers have started (each counts itself in)
+    $t = http_get('/metrics')->{body};
+    last if main::sample($t, 'rate_limit_redis_connections{state="down"}') == 4;
+    select(undef, undef, undef, 0.05);
+}
 is(main::sample($t, 'rate_limit_requests_total{limit="signature",status="error_allowed"}'), 5, 'fail-open counted');
 is(main::sample($t, 'rate_limit_redis_errors_total{kind="connect"}'), 5, 'connect errors');
 is(main::sample($t, 'rate_limit_redis_up'), 0, 'Redis down');

@@ -641,6 +641,34 @@ test_a_changed_algorithm_takes_the_key_over(void **state)
 
     assert_int_equal(r[1].v.allowed, 1);
     assert_int_equal(r[1].v.limits[0].remaining, 2);
+
+    /* gcra and fixed_window both keep strings: still told apart */
+    run_checks(f, RL_ALG_FIXED_WINDOW, 5, 60000, 0, r, 1);
+    assert_int_equal(r[0].v.allowed, 1);
+    assert_int_equal(r[0].v.limits[0].count, 1);
+
+    run_checks(f, RL_ALG_GCRA, 3, 60000, 0, r + 1, 1);
+    assert_int_equal(r[1].v.allowed, 1);
+    assert_int_equal(r[1].v.limits[0].remaining, 2);
+}
+
+
+static void
+test_gcra_reset_is_when_the_next_unit_returns(void **state)
+{
+    fixture_t  *f = *state;
+    result_t    r[2];
+
+    if (!f->port) {
+        skip();
+    }
+
+    /* 3 a minute: one unit each 20 s */
+    f->client = client(f, f->port, 1000);
+    run_checks(f, RL_ALG_GCRA, 3, 60000, 0, r, 2);
+
+    assert_int_equal(r[1].v.limits[0].remaining, 1);
+    assert_in_range(r[1].v.limits[0].reset_ms, 19000, 20000);
 }
 
 
@@ -665,6 +693,8 @@ main(void)
             test_sliding_window_rejects_at_the_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_changed_algorithm_takes_the_key_over, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_gcra_reset_is_when_the_next_unit_returns, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_refused_connection_answers_at_once_afterwards, setup,
             teardown),
