@@ -6,6 +6,10 @@
 #   make build   only the module: build/ngx_http_rate_limit_module.so
 #   make unit    only the unit tests
 #   make bench   benchmarks against the baseline and the peers (not a test)
+#   make install    install the module as Debian's libnginx-mod-* packages do
+#   make uninstall  (both honour DESTDIR; see docs/install.md)
+#   make deb        the Debian package libnginx-mod-http-rate-limit, in build/
+#   make test-deb   build the package and check it installs, loads, removes
 #   make clean
 #
 # NGINX_SRC=/path/to/nginx-x.y.z builds against a full source tree instead of
@@ -88,3 +92,23 @@ bench: build
 
 clean:
 	rm -rf $(BUILD)
+
+# Installation and packaging (docs/install.md). make install lays the module
+# out as Debian's libnginx-mod-* packages do; DESTDIR, NGINX_MODULES_DIR,
+# NGINX_MODULES_AVAILABLE, NGINX_MODULES_ENABLED: see scripts/install.sh.
+# NGINX_SRC (a full nginx source tree) reaches scripts/build-module.sh.
+export NGINX_SRC
+
+.PHONY: install uninstall deb test-deb
+
+install: build
+	@scripts/install.sh install $(MODULE)
+
+uninstall:
+	@scripts/install.sh uninstall
+
+deb:
+	@scripts/deb.sh $(BUILD)
+
+test-deb: deps deb
+	@scripts/test-deb.sh $(BUILD)
