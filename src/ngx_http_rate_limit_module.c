@@ -522,16 +522,19 @@ ngx_http_rate_limit_handler(ngx_http_request_t *r)
         }
 
         /* IPv4-mapped addresses count as IPv4; IPv6 may be grouped */
-        p = ngx_pnalloc(r->pool, RL_MAX_IP_KEY);
-        if (p == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+        if (ngx_strlchr(key.data, key.data + key.len, ':')) {
+            p = ngx_pnalloc(r->pool, RL_MAX_IP_KEY);
+            if (p == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
 
-        len = rl_normalize_ip((char *) key.data, key.len,
-                              (unsigned) limits[i].ipv6_prefix, (char *) p);
-        if (len) {
-            key.data = p;
-            key.len = len;
+            len = rl_normalize_ip((char *) key.data, key.len,
+                                  (unsigned) limits[i].ipv6_prefix,
+                                  (char *) p);
+            if (len) {
+                key.data = p;
+                key.len = len;
+            }
         }
 
         len = RL_MAX_REDIS_KEY(mcf->prefix.len, limits[i].name.len);
@@ -574,6 +577,7 @@ ngx_http_rate_limit_handler(ngx_http_request_t *r)
     }
 
     if (mcf->client == NULL) {
+        ngx_memzero(&now, sizeof(rl_verdict_t));
         now.error = RL_ERR_CONNECT;
         now.errstr = "no Redis client in this process";
         ngx_http_rate_limit_decide(ctx, &now);
