@@ -122,6 +122,13 @@ RedisClient::~RedisClient()
         ac_ = nullptr;
         redisAsyncFree(ac);
     }
+
+    while (free_) {
+        Check  *c = free_;
+
+        free_ = c->next;
+        delete c;
+    }
 }
 
 
@@ -401,6 +408,36 @@ RedisClient::breakConnection(rl_error_e kind, const char *what,
 
 
 Check *
+RedisClient::acquire() noexcept
+{
+    Check  *c = free_;
+
+    if (c) {
+        free_ = c->next;
+        nfree_--;
+        return c;
+    }
+
+    return new (std::nothrow) Check();
+}
+
+
+void
+RedisClient::release(Check *c) noexcept
+{
+    if (nfree_ >= kMaxFree) {
+        delete c;
+        return;
+    }
+
+    c->done = nullptr;
+    c->next = free_;
+    free_ = c;
+    nfree_++;
+}
+
+
+Check *
 RedisClient::start(const rl_limit_arg_t *limits, size_t n,
     rl_check_done_pt done, void *data, rl_verdict_t *now) noexcept
 {
@@ -435,7 +472,7 @@ RedisClient::start(const rl_limit_arg_t *limits, size_t n,
         }
     }
 
-    c = new (std::nothrow) Check();
+    c = acquire();
     if (c == nullptr) {
         errorVerdict(now, RL_ERR_BUSY, "out of memory");
         return nullptr;
@@ -445,7 +482,7 @@ RedisClient::start(const rl_limit_arg_t *limits, size_t n,
         buildArgv(limits, n, &c->argv);
 
     } catch (...) {
-        delete c;
+        release(c);
         errorVerdict(now, RL_ERR_BUSY, "out of memory");
         return nullptr;
     }
@@ -477,7 +514,7 @@ RedisClient::start(const rl_limit_arg_t *limits, size_t n,
     }
 
     if (!send(c)) {
-        delete c;
+        release(c);
         errorVerdict(now, RL_ERR_CONNECT, "cannot queue the command");
         return nullptr;
     }
@@ -595,7 +632,7 @@ RedisClient::finish(Check *c, const redisReply *reply,
     }
 
     inFlight_--;
-    delete c;
+    release(c);
 
     if (head_ == nullptr) {
         deadlineTimer_->stop();

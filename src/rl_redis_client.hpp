@@ -177,6 +177,15 @@ private:
     Check                  *tail_ = nullptr;
     size_t                  inFlight_ = 0;
 
+    /* finished checks kept for reuse, linked by next: no allocation of
+     * ours per request once the worker is warm */
+    Check                  *free_ = nullptr;
+    size_t                  nfree_ = 0;
+    static constexpr size_t kMaxFree = 256;
+
+    Check *acquire() noexcept;
+    void release(Check *c) noexcept;
+
     std::unique_ptr<Timer>  deadlineTimer_;
     std::unique_ptr<Timer>  connectTimer_;
     std::unique_ptr<Timer>  reconnectTimer_;

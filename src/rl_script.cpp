@@ -37,6 +37,9 @@
 #include "rl_script.hpp"
 #include "rl_limit.hpp"
 
+#include <cinttypes>
+#include <cstdio>
+
 
 namespace {
 
@@ -264,27 +267,39 @@ limitSha()
 }
 
 
+/*
+ * Reuses the strings already in argv: a recycled check's argv keeps its
+ * capacity, so building the next command allocates nothing.
+ */
 void
 buildArgv(const rl_limit_arg_t *limits, size_t n,
     std::vector<std::string> *argv)
 {
-    argv->clear();
-    argv->reserve(3 + 5 * n);
-    argv->emplace_back("EVALSHA");
-    argv->emplace_back(limitSha());
-    argv->emplace_back(std::to_string(n));
+    char    num[24];
+    size_t  k = 0;
+
+    argv->resize(3 + 5 * n);
+
+    (*argv)[k++].assign("EVALSHA");
+    (*argv)[k++].assign(limitSha());
+    (*argv)[k++].assign(num, (size_t) std::snprintf(num, sizeof(num), "%zu",
+                                                     n));
 
     for (size_t i = 0; i < n; i++) {
-        argv->emplace_back(limits[i].key, limits[i].key_len);
+        (*argv)[k++].assign(limits[i].key, limits[i].key_len);
     }
 
     for (size_t i = 0; i < n; i++) {
-        argv->emplace_back(1, algorithmCodes[limits[i].algorithm & 3]);
-        argv->emplace_back(std::to_string(limits[i].requests));
-        argv->emplace_back(std::to_string(limits[i].window_ms));
-        argv->emplace_back(std::to_string(limits[i].burst
-                                          ? limits[i].burst
-                                          : limits[i].requests));
+        uint64_t  burst = limits[i].burst ? limits[i].burst
+                                          : limits[i].requests;
+
+        (*argv)[k++].assign(1, algorithmCodes[limits[i].algorithm & 3]);
+        (*argv)[k++].assign(num, (size_t) std::snprintf(num, sizeof(num),
+                                          "%" PRIu64, limits[i].requests));
+        (*argv)[k++].assign(num, (size_t) std::snprintf(num, sizeof(num),
+                                          "%" PRIu64, limits[i].window_ms));
+        (*argv)[k++].assign(num, (size_t) std::snprintf(num, sizeof(num),
+                                          "%" PRIu64, burst));
     }
 }
 
