@@ -17,6 +17,8 @@ BEGIN {
                . " +hmget +hset";
     system("redis-cli -p $OwnRedisPort acl setuser limiter on '>limiter-pw'"
            . " '~rate_limit:*' $cmds >/dev/null") == 0 or die;
+    system("redis-cli -p $OwnRedisPort acl setuser noscript on '>ns-pw'"
+           . " '~rate_limit:*' +ping >/dev/null") == 0 or die;
     system("redis-cli -p $OwnRedisPort acl setuser readonly on '>ro-pw'"
            . " '~rate_limit:*' +ping +evalsha +eval +time +zremrangebyscore +zcard"
            . " >/dev/null") == 0 or die;
@@ -228,3 +230,22 @@ Rate limiting unavailable (Redis down). Allowing request from 127.0.0.1 (reply:
 can't run this command
 --- no_error_log
 ro-pw
+
+
+
+=== TEST 10: an ACL user that may not run scripts gets the fallback, with Redis's reason
+--- http_config
+    rate_limit_redis 127.0.0.1:$TEST_NGINX_OWN_REDIS_PORT username=noscript password=ns-pw;
+--- config
+    location /signature/ {
+        rate_limit signature requests=1 window=1h;
+        rate_limit_fallback closed;
+        empty_gif;
+    }
+--- request
+GET /signature/x
+--- error_code: 503
+--- error_log
+Rate limiting unavailable (Redis down). Rejecting request from 127.0.0.1 (reply: NOPERM
+--- no_error_log
+ns-pw
