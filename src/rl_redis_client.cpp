@@ -771,6 +771,13 @@ RedisClient::onDisconnect(const redisAsyncContext *ac, int status) noexcept
     }
 
     self->ac_ = nullptr;
+
+    if (ac->err == REDIS_ERR_PROTOCOL) {
+        /* the peer answered bytes that are not RESP: not Redis, or broken */
+        self->failed(RL_ERR_REPLY, "Redis protocol error: ", why.c_str());
+        return;
+    }
+
     self->failed(RL_ERR_CONNECT, "Redis connection lost: ", why.c_str());
 }
 

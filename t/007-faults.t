@@ -538,8 +538,8 @@ is_deeply([ main::uniq(@$st) ], [ 'ERROR_ALLOWED' ], 'all ERROR_ALLOWED');
 main::fault('pass');
 main::limiting_resumes('/open/x');
 --- error_log
-Redis connection lost: Protocol error
-Allowing request from 127.0.0.1
+Redis protocol error: Protocol error, got "?" as reply type byte. Using fallback mode.
+Allowing request from 127.0.0.1 (reply: Protocol error
 
 
 
@@ -560,7 +560,7 @@ is_deeply([ main::uniq(@$codes) ], [ 503 ], 'all 503');
 main::fault('pass');
 main::limiting_resumes('/closed/x');
 --- error_log
-Rejecting request from 127.0.0.1
+Rejecting request from 127.0.0.1 (reply: Protocol error
 
 
 
