@@ -2026,7 +2026,9 @@ ngx_http_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (known[i].requests != limit->requests
             || known[i].window != limit->window
             || known[i].algorithm != limit->algorithm
-            || known[i].burst != limit->burst)
+            || (limit->algorithm == RL_ALG_GCRA
+                && (known[i].burst ? known[i].burst : known[i].requests)
+                   != (limit->burst ? limit->burst : limit->requests)))
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "rate limit \"%V\" is already defined with "
@@ -2153,6 +2155,14 @@ ngx_http_rate_limit_sentinels(ngx_conf_t *cf,
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid value \"%V\" in \"rate_limit_redis\" "
                                "directive, an empty sentinel address", value);
+            return NGX_CONF_ERROR;
+        }
+
+        if (one.len >= 5 && ngx_strncmp(one.data, "unix:", 5) == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid value \"%V\" in \"rate_limit_redis\" "
+                               "directive, sentinels are reached over TCP",
+                               value);
             return NGX_CONF_ERROR;
         }
 

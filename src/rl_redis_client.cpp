@@ -15,6 +15,8 @@
 #include "rl_limit.hpp"
 #include "rl_script.hpp"
 
+#include <arpa/inet.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -259,7 +261,6 @@ RedisClient::handshakeDone() noexcept
 
     connectTimer_->stop();
     state_ = State::Ready;
-    failures_ = 0;
     timeouts_ = 0;
     lastError_.clear();
     reportState(true);
@@ -298,7 +299,8 @@ RedisClient::failed(rl_error_e kind, const char *what, const char *why)
     failures_++;
     reportState(false);
 
-    /* the next attempt asks the sentinels again, from the first one */
+    /* the next attempt asks the sentinels again, starting with the one
+     * that answered last */
     masterKnown_ = false;
     sentinelTries_ = 0;
 
@@ -607,6 +609,11 @@ RedisClient::finish(Check *c, const redisReply *reply,
         if (!decodeReply(reply, c->nlimits, &v)) {
             garbage = (reply->type != REDIS_REPLY_ERROR);
             readonly = !garbage && std::strstr(reply->str, "READONLY");
+
+        } else {
+            /* only a decided check proves the node works: a replica
+             * answers the setup, then refuses every script */
+            failures_ = 0;
         }
 
         v.latency_us = steadyUs() - c->sent;
@@ -880,6 +887,11 @@ RedisClient::discover() noexcept
 
     state_ = State::Connecting;
 
+    try {
+        addr_ = "sentinel master " + masterName_;
+    } catch (...) {
+    }
+
     sac = redisAsyncConnect(s.first.c_str(), s.second);
 
     if (sac == nullptr || sac->err) {
@@ -1017,6 +1029,16 @@ RedisClient::onSentinelReply(redisAsyncContext *ac, void *r, void *data)
         return;
     }
 
+    /* a host name would be resolved by a blocking getaddrinfo() */
+    unsigned char  bin[16];
+
+    if (inet_pton(AF_INET, reply->element[0]->str, bin) != 1
+        && inet_pton(AF_INET6, reply->element[0]->str, bin) != 1)
+    {
+        self->sentinelFailed("the master is announced by name, not address");
+        return;
+    }
+
     try {
         self->host_.assign(reply->element[0]->str, reply->element[0]->len);
         self->port_ = std::atoi(reply->element[1]->str);
@@ -1113,6 +1135,21 @@ RedisClient::onSwitch(redisAsyncContext *ac, void *r, void *data) noexcept
         return;
     }
 
+    if (reply->type == REDIS_REPLY_ERROR) {
+        char  msg[256];
+
+        std::snprintf(msg, sizeof(msg),
+                      "Sentinel refused the +switch-master subscription: %s",
+                      reply->str);
+        self->loop_->log(RL_LOG_WARN, msg);
+
+        /* try the next sentinel a second later */
+        self->closeSubscription();
+        self->subSentinel_++;
+        self->subscribeTimer_->start(1000);
+        return;
+    }
+
     /* [ "message", "+switch-master", "NAME OLDIP OLDPORT NEWIP NEWPORT" ] */
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
         && reply->element[0]->type == REDIS_REPLY_STRING
@@ -1130,10 +1167,19 @@ RedisClient::switchMaster(const redisReply *msg) noexcept
     char  name[128], oldHost[64], newHost[64], log[512];
     int   oldPort, newPort;
 
+    unsigned char  bin[16];
+
     if (std::sscanf(msg->str, "%127s %63s %d %63s %d", name, oldHost,
                     &oldPort, newHost, &newPort) != 5
         || masterName_ != name)
     {
+        return;
+    }
+
+    if (inet_pton(AF_INET, newHost, bin) != 1
+        && inet_pton(AF_INET6, newHost, bin) != 1)
+    {
+        /* a name: ask the sentinels on the next reconnect instead */
         return;
     }
 

@@ -1078,3 +1078,30 @@ invalid value "ipv6_prefix=129" in "rate_limit" directive, ipv6_prefix must be a
 --- must_die
 --- error_log
 invalid value "xml" in "rate_limit_body" directive, it must be one of "text", "json"
+
+
+
+=== TEST 77: a gcra limit without burst= and one with burst= equal to requests agree
+--- http_config
+    rate_limit_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+--- config
+    location /a {
+        rate_limit x requests=10 window=1m algorithm=gcra;
+        empty_gif;
+    }
+    location /b {
+        rate_limit x requests=10 window=1m algorithm=gcra burst=10;
+        empty_gif;
+    }
+--- request
+GET /a
+--- error_code: 200
+
+
+
+=== TEST 78: sentinels are reached over TCP, not unix sockets
+--- http_config
+    rate_limit_redis sentinel=unix:/tmp/sentinel.sock master=m;
+--- must_die
+--- error_log
+invalid value "sentinel=unix:/tmp/sentinel.sock" in "rate_limit_redis" directive, sentinels are reached over TCP
