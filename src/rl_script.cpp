@@ -31,7 +31,8 @@
  * gcra: "g" and the theoretical arrival time (microseconds) as a string;
  *   one request per window/requests, up to burst at once.
  * A key another algorithm left (the limit's algorithm was changed) is
- * replaced: by its type, or for the two string kinds by the "g".
+ * replaced: the first command on it fails with WRONGTYPE, or for the two
+ * string kinds the "g" tells them apart.  No TYPE is asked on the way.
  */
 
 #include "rl_script.hpp"
@@ -46,7 +47,6 @@ namespace {
 const char  script[] = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local stamp = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 
 local function us(score)
   return math.floor(tonumber(score) * 1000000 + 0.5)
@@ -56,50 +56,56 @@ local function seconds(v)
   return string.format('%d.%06d', math.floor(v / 1000000), v % 1000000)
 end
 
-local function fresh(key, want)
-  local ty = redis.call('TYPE', key).ok
-  if ty ~= 'none' and ty ~= want then
+-- the first command on a key: a key of another type (the limit's
+-- algorithm changed) is deleted and the command run again
+local function first(cmd, key, ...)
+  local r = redis.pcall(cmd, key, ...)
+  if type(r) == 'table' and r.err then
     redis.call('DEL', key)
+    r = redis.call(cmd, key, ...)
   end
+  return r
 end
 
 local decide, commit = {}, {}
 
 decide.l = function(key, limit, w)
-  fresh(key, 'zset')
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', seconds(now - w))
-  local p = { count = redis.call('ZCARD', key), retry = 0 }
-  if p.count >= limit then
-    local e = redis.call('ZRANGE', key, p.count - limit, p.count - limit,
-                         'WITHSCORES')
-    p.retry = us(e[2]) + w - now
+  first('ZREMRANGEBYSCORE', key, '-inf', seconds(now - w))
+  local p = { count = redis.call('ZCARD', key), retry = 0, reset = 0 }
+  if p.count > 0 then
+    -- the oldest entry says when quota comes back; when it is also the
+    -- entry a rejected request waits for, one ZRANGE serves both
+    local o = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    p.reset = us(o[2]) + w - now
+    if p.count == limit then
+      p.retry = p.reset
+    elseif p.count > limit then
+      local e = redis.call('ZRANGE', key, p.count - limit, p.count - limit,
+                           'WITHSCORES')
+      p.retry = us(e[2]) + w - now
+    end
   end
   p.remaining = limit - p.count
   return p
 end
 
 commit.l = function(key, limit, w, p)
+  local stamp = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
   local member, seq = stamp, 0
   while redis.call('ZADD', key, 'NX', stamp, member) == 0 do
     seq = seq + 1
     member = stamp .. '-' .. seq
   end
   redis.call('PEXPIRE', key, w / 1000)
+  if p.count == 0 then
+    p.reset = w
+  end
   p.count = p.count + 1
   p.remaining = limit - p.count
 end
 
-local function report_l(key, w, p)
-  if p.count == 0 then
-    return 0
-  end
-  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  return us(oldest[2]) + w - now
-end
-
 decide.f = function(key, limit, w)
-  fresh(key, 'string')
-  local v = redis.call('GET', key)
+  local v = first('GET', key)
   if v and not tonumber(v) then
     -- a gcra value: another algorithm's key
     redis.call('DEL', key)
@@ -121,9 +127,8 @@ commit.f = function(key, limit, w, p)
 end
 
 decide.s = function(key, limit, w)
-  fresh(key, 'hash')
   local idx = math.floor(now / w)
-  local h = redis.call('HMGET', key, 'w', 'c', 'p')
+  local h = first('HMGET', key, 'w', 'c', 'p')
   local hw, c, pc = tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0
   if hw == idx - 1 then
     pc, c = c, 0
@@ -160,9 +165,8 @@ commit.s = function(key, limit, w, p)
 end
 
 decide.g = function(key, limit, w, burst)
-  fresh(key, 'string')
   local interval = w / limit
-  local v = redis.call('GET', key)
+  local v = first('GET', key)
   -- "g" and the time; anything else (a fixed_window count) is stale
   local tat = v and string.sub(v, 1, 1) == 'g'
               and tonumber(string.sub(v, 2)) or now
@@ -218,9 +222,7 @@ for i = 1, n do
     commit[alg](KEYS[i], limit, w, p, burst)
   end
   local reset = p.reset
-  if alg == 'l' then
-    reset = report_l(KEYS[i], w, p)
-  elseif alg == 'f' then
+  if alg == 'f' then
     reset = p.ends - now
   end
   if reset == nil or reset < 0 then

@@ -12,7 +12,7 @@ BEGIN {
     chomp $OwnRedisPort;
     die "cannot start redis-server\n" unless $OwnRedisPort;
     # what the module needs: the script and the commands it runs
-    my $cmds = "+ping +evalsha +eval +select +time +type +del +zremrangebyscore"
+    my $cmds = "+ping +evalsha +eval +select +time +del +zremrangebyscore"
                . " +zcard +zadd +pexpire +zrange +get +set +incr +pexpireat"
                . " +hmget +hset";
     system("redis-cli -p $OwnRedisPort acl setuser limiter on '>limiter-pw'"
