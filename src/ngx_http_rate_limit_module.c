@@ -92,6 +92,14 @@ typedef struct {
 } ngx_http_rate_limit_addr_t;
 
 
+/* a worker's own gauges in the metrics zone */
+typedef struct {
+    ngx_atomic_t                 pid;          /* 0: free */
+    ngx_atomic_t                 up;           /* connected to Redis */
+    ngx_atomic_t                 inflight;     /* requests waiting */
+} ngx_http_rate_limit_shm_proc_t;
+
+
 /* the metrics zone: counters summed over all workers, kept across reloads */
 typedef struct {
     u_char                       name[64];
@@ -104,9 +112,14 @@ typedef struct {
     ngx_atomic_t                 errors[RL_ERR_KINDS];
     ngx_atomic_t                 latency[RL_LATENCY_BUCKETS + 1];
     ngx_atomic_t                 latency_sum_us;
-    ngx_atomic_t                 workers;
-    ngx_atomic_t                 connections_up;
-    ngx_atomic_t                 inflight;
+    /*
+     * One slot per nginx process slot, written by its worker alone: a
+     * worker that dies without its exit hook (a crash, kill -9) leaves a
+     * slot whose pid is gone, which the exposition skips, and the master
+     * gives the slot to the worker that replaces it.
+     */
+    ngx_http_rate_limit_shm_proc_t
+                                 procs[NGX_MAX_PROCESSES];
     ngx_atomic_t                 cache_hits;
     ngx_uint_t                   nlimits;
     ngx_http_rate_limit_shm_limit_t
@@ -1305,7 +1318,8 @@ ngx_http_rate_limit_inflight(ngx_http_rate_limit_ctx_t *ctx, ngx_int_t n)
                                         ngx_http_rate_limit_module);
 
     if (mcf->sh) {
-        (void) ngx_atomic_fetch_add(&mcf->sh->inflight, n);
+        (void) ngx_atomic_fetch_add(&mcf->sh->procs[ngx_process_slot].inflight,
+                                    n);
     }
 }
 
@@ -1317,7 +1331,7 @@ ngx_http_rate_limit_on_state(void *data, int up)
     ngx_http_rate_limit_main_conf_t  *mcf = data;
 
     if (mcf->sh) {
-        (void) ngx_atomic_fetch_add(&mcf->sh->connections_up, up ? 1 : -1);
+        mcf->sh->procs[ngx_process_slot].up = up ? 1 : 0;
     }
 }
 
@@ -1400,6 +1414,7 @@ ngx_http_rate_limit_metrics_handler(ngx_http_request_t *r)
 {
     size_t                            len, need;
     u_char                           *buf;
+    ngx_pid_t                         pid;
     ngx_int_t                         rc;
     ngx_buf_t                        *b;
     ngx_uint_t                        i, k;
@@ -1453,9 +1468,18 @@ ngx_http_rate_limit_metrics_handler(ngx_http_request_t *r)
     }
 
     m.latency_sum_us = sh->latency_sum_us;
-    m.workers = sh->workers;
-    m.connections_up = sh->connections_up;
-    m.inflight = sh->inflight;
+    /* only the slots of live workers count */
+    for (k = 0; k < NGX_MAX_PROCESSES; k++) {
+        pid = (ngx_pid_t) sh->procs[k].pid;
+
+        if (pid == 0 || (kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH)) {
+            continue;
+        }
+
+        m.workers++;
+        m.connections_up += sh->procs[k].up ? 1 : 0;
+        m.inflight += sh->procs[k].inflight;
+    }
     m.cache_hits = sh->cache_hits;
 
     len = 4096 + m.nlimits * 512;
@@ -2425,6 +2449,15 @@ ngx_http_rate_limit_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (value[1].len > 5 && ngx_strncmp(value[1].data, "unix:", 5) == 0) {
+        if (value[1].len - 5 >= sizeof(((struct sockaddr_un *) 0)->sun_path))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid address \"%V\" in "
+                               "\"rate_limit_redis\" directive, the socket "
+                               "path is too long", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
         if (ngx_http_rate_limit_copy_cstr(cf, &mcf->unix_path,
                                           value[1].data + 5,
                                           value[1].len - 5)
@@ -2518,10 +2551,12 @@ ngx_http_rate_limit_set_status(ngx_conf_t *cf, ngx_command_t *cmd,
     value = cf->args->elts;
     n = ngx_atoi(value[1].data, value[1].len);
 
-    if (n < 400 || n > 599) {
+    /* 444 closes the connection, 499 is nginx's "client went away" */
+    if (n < 400 || n > 599 || n == 444 || n == 499) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid value \"%V\" in \"%V\" directive, "
-                           "it must be a status code from 400 to 599",
+                           "it must be a status code from 400 to 599, "
+                           "not 444 or 499",
                            &value[1], &cmd->name);
         return NGX_CONF_ERROR;
     }
@@ -2661,7 +2696,9 @@ ngx_http_rate_limit_init_process(ngx_cycle_t *cycle)
     }
 
     if (mcf->sh) {
-        (void) ngx_atomic_fetch_add(&mcf->sh->workers, 1);
+        mcf->sh->procs[ngx_process_slot].up = 0;
+        mcf->sh->procs[ngx_process_slot].inflight = 0;
+        mcf->sh->procs[ngx_process_slot].pid = (ngx_atomic_uint_t) ngx_pid;
     }
 
     return NGX_OK;
@@ -2685,7 +2722,7 @@ ngx_http_rate_limit_exit_process(ngx_cycle_t *cycle)
         mcf->client = NULL;
 
         if (mcf->sh) {
-            (void) ngx_atomic_fetch_add(&mcf->sh->workers, -1);
+            mcf->sh->procs[ngx_process_slot].pid = 0;
         }
     }
 

@@ -158,8 +158,8 @@ int rl_valid_name(const char *s, size_t len) RL_NOEXCEPT;
 
 /*
  * Writes PREFIX:KEY:NAME into buf (of size RL_MAX_REDIS_KEY or more) and
- * returns its length; a KEY longer than RL_MAX_KEY_LEN is written as
- * "sha1:" and its hex digest.
+ * returns its length; a KEY longer than RL_MAX_KEY_LEN, or one that begins
+ * with "sha1:", is written as "sha1:" and its hex digest.
  */
 size_t rl_build_key(char *buf, const char *prefix, size_t prefix_len,
     const char *key, size_t key_len, const char *name, size_t name_len)

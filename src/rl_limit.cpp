@@ -255,7 +255,11 @@ rl_build_key(char *buf, const char *prefix, size_t prefix_len,
     p += prefix_len;
     *p++ = ':';
 
-    if (key_len > RL_MAX_KEY_LEN) {
+    /* a short key that looks hashed is hashed too: it cannot pose as the
+     * digest of another, long key */
+    if (key_len > RL_MAX_KEY_LEN
+        || (key_len >= 5 && std::memcmp(key, "sha1:", 5) == 0))
+    {
         std::memcpy(p, "sha1:", 5);
         p += 5;
         sha1HexInto(key, key_len, p);

@@ -1105,3 +1105,22 @@ GET /a
 --- must_die
 --- error_log
 invalid value "sentinel=unix:/tmp/sentinel.sock" in "rate_limit_redis" directive, sentinels are reached over TCP
+
+
+
+=== TEST 79: rate_limit_status refuses nginx's special 444 and 499
+--- http_config
+    rate_limit_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    rate_limit_status 444;
+--- must_die
+--- error_log
+invalid value "444" in "rate_limit_status" directive, it must be a status code from 400 to 599, not 444 or 499
+
+
+
+=== TEST 80: a unix socket path longer than sun_path is refused
+--- http_config eval
+"    rate_limit_redis unix:/tmp/" . ("a" x 120) . ".sock;\n"
+--- must_die
+--- error_log
+the socket path is too long

@@ -163,3 +163,39 @@ for (1 .. 50) {
 is(main::sample($t, 'rate_limit_requests_total{limit="signature",status="passed"}'),
    3, 'the old workers\' counts are still there');
 is($up, 4, 'old workers gone, new ones connected');
+
+
+
+=== TEST 5: a worker killed without its exit hook leaves no stale gauges
+--- http_config
+    rate_limit_redis 127.0.0.1:1;
+--- config eval: $::Config
+--- request
+GET /signature/x
+--- check
+my $t;
+for (1 .. 50) {
+    $t = http_get('/metrics')->{body};
+    last if main::sample($t, 'rate_limit_redis_connections{state="down"}') == 4;
+    select(undef, undef, undef, 0.05);
+}
+open my $fh, '<', servroot() . '/logs/nginx.pid' or die $!;
+my $master = <$fh>;
+chomp $master;
+my @kids = grep { /^\d+$/ && (`cat /proc/$_/stat 2>/dev/null` =~ /^\d+ \(\S+\) \S (\d+)/)[0] == $master }
+           map { m{/proc/(\d+)$} ? $1 : () } glob '/proc/[0-9]*';
+ok(@kids >= 4, 'four workers found');
+kill 'KILL', $kids[0];
+for (1 .. 60) {
+    select(undef, undef, undef, 0.1);
+    $t = http_get('/metrics')->{body};
+    last if main::error_log_text() =~ /exited on signal 9/
+            && main::sample($t, 'rate_limit_redis_connections{state="down"}') == 4;
+}
+is(main::sample($t, 'rate_limit_redis_connections{state="down"}'), 4,
+   'four workers again, the killed one not counted twice');
+is(main::sample($t, 'rate_limit_inflight_checks'), 0, 'nothing in flight');
+--- error_log
+exited on signal 9
+--- no_error_log
+[crit]

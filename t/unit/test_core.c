@@ -171,6 +171,11 @@ test_long_keys_are_hashed_and_bounded(void **state)
     assert_string_equal(key("p", a, 257, "n"),
         "p:sha1:0c1038883670f8a0203e053eaf67dc2dec280b42:n");
 
+    /* a short key cannot pose as the digest of a long one */
+    assert_string_equal(key("p", "sha1:0c1038883670f8a0203e053eaf67dc2dec280b42",
+                            45, "n"),
+        "p:sha1:9f706477d19b2eb52506b0d98bd80727b00eb6c4:n");
+
     /* the FIPS 180 "one million a" vector */
     assert_string_equal(key("p", a, 1000000, "n"),
         "p:sha1:34aa973cd4c4daa4f61eeb2bdbad27316534016f:n");
