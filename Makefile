@@ -2,7 +2,8 @@
 #
 #   make demo    install what is missing, build, and show limits at work
 #   make run     the same stack, left running until Ctrl-C
-#   make test    unit tests (cmocka) and request tests (prove -r t/)
+#   make test    unit tests (cmocka), a short fuzz run, request tests
+#                (prove -r t/)
 #   make build   only the module: build/ngx_http_rate_limit_module.so
 #   make unit    only the unit tests
 #   make bench   benchmarks against the baseline and the peers (not a test)
@@ -10,6 +11,10 @@
 #   make uninstall  (both honour DESTDIR; see docs/install.md)
 #   make deb        the Debian package libnginx-mod-http-rate-limit, in build/
 #   make test-deb   build the package and check it installs, loads, removes
+#   make test-asan  the whole suite with the module under ASan and UBSan
+#   make test-valgrind  the fault tests with nginx under valgrind
+#   make fuzz       the libFuzzer targets of t/fuzz (make test runs them
+#                   briefly)
 #   make clean
 #
 # NGINX_SRC=/path/to/nginx-x.y.z builds against a full source tree instead of
@@ -112,3 +117,75 @@ deb:
 
 test-deb: deps deb
 	@scripts/test-deb.sh $(BUILD)
+
+# Memory checkers and fuzzing (issue #3); none of them touches $(BUILD)'s
+# own module.
+#
+#   make test-asan      the module, the unit tests and the test peers built
+#                       with AddressSanitizer and UBSan in $(ASAN_BUILD);
+#                       the unit tests and the whole t/ suite (ASAN_TESTS=
+#                       for fewer files) with the stock nginx running the
+#                       sanitized module; fails on any report
+#   make test-valgrind  the fault tests (VALGRIND_TESTS) with nginx, master
+#                       and workers, under valgrind's memcheck; fails on
+#                       valgrind's reports (VALGRIND_STRICT=1: and on the
+#                       tests' time bounds, too tight for valgrind)
+#   make fuzz           each libFuzzer target of t/fuzz/ for FUZZ_TIME
+#                       seconds (clang); make test runs them FUZZ_SMOKE_TIME
+#                       seconds each
+ASAN_BUILD      ?= $(BUILD)/asan
+ASAN_TESTS      ?=
+ASAN_FLAGS      := -fsanitize=address,undefined -fno-omit-frame-pointer
+VALGRIND_BUILD  ?= $(BUILD)/valgrind
+VALGRIND_TESTS  ?= t/005-fallback.t t/007-faults.t
+
+FUZZ_DIR        ?= $(BUILD)/fuzz
+FUZZ_TIME       ?= 20
+FUZZ_SMOKE_TIME ?= 6
+FUZZ_CXX        ?= clang++
+FUZZ_FLAGS      := -std=c++17 -g -O1 -Isrc -fno-omit-frame-pointer \
+                   -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CORE       := src/rl_config.cpp src/rl_limit.cpp src/rl_metrics.cpp \
+                   src/rl_script.cpp
+FUZZ_CORE_OBJS  := $(patsubst src/%.cpp,$(FUZZ_DIR)/obj/%.o,$(FUZZ_CORE))
+FUZZERS         := $(patsubst t/fuzz/%.cpp,$(FUZZ_DIR)/%,\
+                   $(wildcard t/fuzz/fuzz_*.cpp))
+
+.PHONY: asan-build test-asan valgrind-build test-valgrind fuzz-build fuzz \
+        fuzz-smoke
+
+asan-build: deps
+	@NGX_CC_OPT='$(ASAN_FLAGS)' NGX_LD_OPT='-fsanitize=address,undefined' \
+	    scripts/build-module.sh $(ASAN_BUILD)
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) SANITIZE=1 \
+	    unit-build tools
+
+test-asan: asan-build
+	@scripts/test-asan.sh $(ASAN_BUILD) $(ASAN_TESTS)
+
+valgrind-build: deps
+	@scripts/build-module.sh $(VALGRIND_BUILD)
+	@$(MAKE) --no-print-directory BUILD=$(VALGRIND_BUILD) tools
+
+test-valgrind: valgrind-build
+	@scripts/test-valgrind.sh $(VALGRIND_BUILD) $(VALGRIND_TESTS)
+
+$(FUZZ_DIR)/obj/%.o: src/%.cpp $(CORE_HDRS)
+	@mkdir -p $(FUZZ_DIR)/obj
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_DIR)/fuzz_%: t/fuzz/fuzz_%.cpp $(FUZZ_CORE_OBJS) $(CORE_HDRS)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_CORE_OBJS) \
+	    -lhiredis
+
+fuzz-build: deps $(FUZZERS)
+
+fuzz: fuzz-build
+	@scripts/fuzz.sh $(FUZZ_DIR) $(FUZZ_TIME)
+
+# a short run of every target, part of make test
+fuzz-smoke: fuzz-build
+	@echo "== fuzz targets, $(FUZZ_SMOKE_TIME) s each"
+	@scripts/fuzz.sh $(FUZZ_DIR) $(FUZZ_SMOKE_TIME)
+
+test: fuzz-smoke

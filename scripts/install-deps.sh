@@ -3,8 +3,10 @@
 # any is missing.  Safe to run again: it does nothing when all are present.
 set -eu
 
+# clang and libclang-rt-14-dev: the libFuzzer targets of t/fuzz (make fuzz)
 PACKAGES="nginx nginx-dev libhiredis-dev libevent-dev libcmocka-dev
-redis-server redis-tools libtest-base-perl build-essential curl"
+redis-server redis-tools libtest-base-perl build-essential curl
+clang libclang-rt-14-dev"
 
 missing=""
 for p in $PACKAGES; do

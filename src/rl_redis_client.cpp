@@ -87,6 +87,7 @@ RedisClient::RedisClient(Loop *loop, const rl_redis_conf_t *conf)
     }
 
     deadlineTimer_ = loop_->createTimer(onDeadline, this, false);
+    orphanTimer_ = loop_->createTimer(onDeadline, this, true);
     connectTimer_ = loop_->createTimer(onConnectTimeout, this, true);
     reconnectTimer_ = loop_->createTimer(onReconnect, this, true);
     subscribeTimer_ = loop_->createTimer(onResubscribe, this, true);
@@ -111,6 +112,7 @@ RedisClient::~RedisClient()
     reportState(false);
 
     deadlineTimer_->stop();
+    orphanTimer_->stop();
     connectTimer_->stop();
     reconnectTimer_->stop();
     subscribeTimer_->stop();
@@ -562,6 +564,9 @@ void
 RedisClient::cancel(Check *c) noexcept
 {
     c->done = nullptr;
+
+    /* nobody waits for it: it must not hold a worker that is exiting */
+    armDeadline();
 }
 
 
@@ -643,6 +648,7 @@ RedisClient::finish(Check *c, const redisReply *reply,
 
     if (head_ == nullptr) {
         deadlineTimer_->stop();
+        orphanTimer_->stop();
     }
 
     if (garbage && ac_) {
@@ -661,20 +667,45 @@ RedisClient::finish(Check *c, const redisReply *reply,
 /*
  * Checks are queued in deadline order (see start(); a NOSCRIPT retry keeps
  * its place), so one timer armed for the oldest live check serves them all.
+ * The timer is not cancelable, so that a worker shutting down gracefully
+ * waits for requests still waiting for Redis; when only cancelled checks
+ * are left, a cancelable one takes over: the worker must not wait for
+ * checks whose requests are gone.
  */
 void
 RedisClient::armDeadline() noexcept
 {
     uint64_t  now = loop_->nowMs();
 
+    Check     *first = nullptr;
+    bool       live = false;
+
     for (Check *c = head_; c; c = c->next) {
-        if (!c->expired) {
-            deadlineTimer_->start(c->deadline > now ? c->deadline - now : 0);
-            return;
+        if (c->expired) {
+            continue;
+        }
+
+        if (first == nullptr) {
+            first = c;
+        }
+
+        if (c->done) {
+            live = true;
+            break;
         }
     }
 
     deadlineTimer_->stop();
+    orphanTimer_->stop();
+
+    if (first == nullptr) {
+        return;
+    }
+
+    /* only checks nobody waits for: still timed, to notice a stalled
+     * Redis, but on a timer that lets an exiting worker go */
+    (live ? deadlineTimer_ : orphanTimer_)->start(
+        first->deadline > now ? first->deadline - now : 0);
 }
 
 

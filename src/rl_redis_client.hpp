@@ -187,6 +187,7 @@ private:
     void release(Check *c) noexcept;
 
     std::unique_ptr<Timer>  deadlineTimer_;
+    std::unique_ptr<Timer>  orphanTimer_;    /* cancelled checks only */
     std::unique_ptr<Timer>  connectTimer_;
     std::unique_ptr<Timer>  reconnectTimer_;
     std::unique_ptr<Timer>  subscribeTimer_;

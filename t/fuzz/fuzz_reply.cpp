@@ -1,0 +1,148 @@
+/*
+ * libFuzzer target: whatever bytes come back on the Redis connection.  They
+ * go through hiredis' reply parser (a redisReader, as in the client) and
+ * every complete reply is decoded as the limit script's reply for 1..16
+ * limits with rl_decode_reply(), as the client does with any reply, a
+ * well-formed one, a foreign one or garbage from a peer that is not Redis.
+ *
+ * Besides memory errors and undefined behaviour, it checks the decoder's
+ * contract: a success fills exactly n limits from an array of 2 + 4n
+ * non-negative integers, with allowed 0 or 1; a failure sets an error kind
+ * and a message, never a verdict.
+ *
+ * make fuzz (t/fuzz/corpus/reply/ holds the seeds: script replies, errors,
+ * nested arrays, RESP fragments).
+ */
+
+#include "rl_api.h"
+
+#include <hiredis/hiredis.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+
+#define CHECK(cond)                                                           \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__,       \
+                         __LINE__, #cond);                                    \
+            std::abort();                                                     \
+        }                                                                     \
+    } while (0)
+
+
+static bool
+scriptShaped(const redisReply *r, size_t n)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 + 4 * n) {
+        return false;
+    }
+
+    for (size_t i = 0; i < r->elements; i++) {
+        if (r->element[i]->type != REDIS_REPLY_INTEGER
+            || r->element[i]->integer < 0)
+        {
+            return false;
+        }
+    }
+
+    return r->element[0]->integer <= 1
+           && (unsigned long long) r->element[1]->integer == n;
+}
+
+
+static void
+decode(const redisReply *r)
+{
+    for (size_t n = 1; n <= RL_MAX_LIMITS; n++) {
+        rl_verdict_t  v;
+
+        /* garbage in: the decoder must set every field it reports */
+        std::memset(&v, 0xa5, sizeof(v));
+
+        int  rc = rl_decode_reply(r, n, &v);
+
+        CHECK(rc == 0 || rc == -1);
+        CHECK((rc == 0) == scriptShaped(r, n));
+
+        if (rc == 0) {
+            CHECK(v.error == RL_OK);
+            CHECK(v.nlimits == n);
+            CHECK(v.allowed == 0 || v.allowed == 1);
+            CHECK(v.allowed == (int) r->element[0]->integer);
+
+            for (size_t i = 0; i < n; i++) {
+                const rl_limit_result_t  *l = &v.limits[i];
+                redisReply *const        *e = r->element + 2 + 4 * i;
+
+                CHECK(l->count == (uint64_t) e[0]->integer);
+                CHECK(l->remaining == (uint64_t) e[1]->integer);
+                CHECK(l->reset_ms == (uint64_t) e[2]->integer);
+                CHECK(l->retry_ms == (uint64_t) e[3]->integer);
+            }
+
+        } else {
+            CHECK(v.error == RL_ERR_REPLY);
+            CHECK(v.errstr != nullptr);
+            CHECK(std::strlen(v.errstr) < 65536);
+            CHECK(v.nlimits == 0);
+            CHECK(v.allowed == 0);
+        }
+    }
+
+    /* and as a connection lost: no reply at all */
+    rl_verdict_t  v;
+
+    std::memset(&v, 0xa5, sizeof(v));
+    CHECK(rl_decode_reply(nullptr, 1, &v) == -1);
+    CHECK(v.error == RL_ERR_CONNECT && v.errstr != nullptr);
+}
+
+
+extern "C" int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    redisReader  *reader = redisReaderCreate();
+    void         *reply;
+
+    if (reader == nullptr) {
+        return 0;
+    }
+
+    /* fed in two pieces, as bytes arrive from a socket */
+    size_t  half = size / 2;
+
+    if (redisReaderFeed(reader, (const char *) data, half) != REDIS_OK) {
+        redisReaderFree(reader);
+        return 0;
+    }
+
+    for (int pass = 0; pass < 2; pass++) {
+        for ( ;; ) {
+            reply = nullptr;
+
+            if (redisReaderGetReply(reader, &reply) != REDIS_OK
+                || reply == nullptr)
+            {
+                break;
+            }
+
+            decode(static_cast<redisReply *>(reply));
+            freeReplyObject(reply);
+        }
+
+        if (reader->err || pass == 1
+            || redisReaderFeed(reader, (const char *) data + half,
+                               size - half) != REDIS_OK)
+        {
+            break;
+        }
+    }
+
+    redisReaderFree(reader);
+    return 0;
+}
