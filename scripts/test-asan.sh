@@ -56,10 +56,10 @@ for f in "$libasan" "$libubsan"; do
     [ -f "$f" ] || { echo "test-asan: gcc has no $f (libasan/libubsan)" >&2; exit 1; }
 done
 
-logs=$build/asan-logs
-rm -rf "$logs"
-mkdir -p "$logs"
-# workers run as nobody: they write their reports here too
+# workers run as nobody and write their reports here too: a directory in
+# /tmp, which they can reach whatever the permissions of the work tree
+# (a CI clone may sit under a 0700 directory); moved into the build when done
+logs=$(mktemp -d /tmp/rl-asan-logs.XXXXXX)
 chmod 1777 "$logs"
 
 gcc -shared -fPIC -O1 -Wall -Wextra -Werror -o "$build/asan-preload.so" \
@@ -75,7 +75,11 @@ cat > "$wrapper" << EOF
 # nginx with AddressSanitizer and UBSan (scripts/test-asan.sh)
 export LD_PRELOAD="$libasan $build/asan-preload.so $libubsan"
 export ASAN_OPTIONS="$common:strict_init_order=1"
-export LSAN_OPTIONS="$common:suppressions=$top/scripts/sanitize/lsan.supp"
+# LeakSanitizer reads its suppressions in each exiting worker, as nobody:
+# the copy in the log directory is readable where the work tree may not be
+cp "$top/scripts/sanitize/lsan.supp" "$logs/lsan.supp"
+chmod 644 "$logs/lsan.supp"
+export LSAN_OPTIONS="$common:suppressions=$logs/lsan.supp"
 export UBSAN_OPTIONS="$common:print_stacktrace=1:halt_on_error=0"
 export RL_UBSAN_LOG_PATH="$logs/ubsan"
 exec "$nginx" "\$@"
@@ -155,5 +159,8 @@ perl -e '
     }
     print "no sanitizer reports\n";
 ' "$logs" || status=1
+
+rm -rf "$build/asan-logs"
+mv "$logs" "$build/asan-logs"
 
 exit $status

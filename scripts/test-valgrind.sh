@@ -46,9 +46,9 @@ if ldd "$module" | grep libasan > /dev/null; then
     exit 1
 fi
 
-logs=$build/valgrind-logs
-rm -rf "$logs"
-mkdir -p "$logs"
+# workers run as nobody: a log directory in /tmp they can reach whatever
+# the permissions of the work tree; moved into the build when done
+logs=$(mktemp -d /tmp/rl-valgrind-logs.XXXXXX)
 chmod 1777 "$logs"
 
 # --keep-debuginfo: nginx unloads the module at exit, before the leak check
@@ -134,5 +134,8 @@ perl -e '
     }
     print "no valgrind errors in $files process(es)\n";
 ' "$logs" || status=1
+
+rm -rf "$build/valgrind-logs"
+mv "$logs" "$build/valgrind-logs"
 
 exit $status
