@@ -2,15 +2,11 @@
 # operators inspect with redis-cli, db= and AUTH.
 
 use lib 't/lib';
-use File::Temp qw(tempdir);
 
 # a redis-server of this file's own, with a password and an ACL user
 our ($OwnRedisDir, $OwnRedisPort);
+use OwnRedis;
 BEGIN {
-    $OwnRedisDir = tempdir('rl-redis-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-    $OwnRedisPort = `scripts/redis.sh start $OwnRedisDir/r`;
-    chomp $OwnRedisPort;
-    die "cannot start redis-server\n" unless $OwnRedisPort;
     # what the module needs: the script and the commands it runs
     my $cmds = "+ping +evalsha +eval +select +time +del +zremrangebyscore"
                . " +zcard +zadd +pexpire +zrange +get +set +incr +pexpireat"
@@ -24,9 +20,7 @@ BEGIN {
            . " >/dev/null") == 0 or die;
     system("redis-cli -p $OwnRedisPort config set requirepass"
            . " default-pw >/dev/null") == 0 or die;
-    $ENV{TEST_NGINX_OWN_REDIS_PORT} = $OwnRedisPort;
 }
-END { system('scripts/redis.sh', 'stop', "$OwnRedisDir/r") }
 
 use Test::Nginx::Socket;
 

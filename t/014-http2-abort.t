@@ -12,7 +12,6 @@
 # and only the :status of a response on the way in (nginx sends it first).
 
 use lib 't/lib';
-use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use IO::Select;
 use Socket qw(SOL_SOCKET SO_LINGER);
@@ -20,14 +19,7 @@ use Time::HiRes qw(time sleep);
 
 # a redis-server of this file's own, to pause
 our ($OwnRedisDir, $OwnRedisPort);
-BEGIN {
-    $OwnRedisDir = tempdir('rl-redis-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-    $OwnRedisPort = `scripts/redis.sh start $OwnRedisDir/r`;
-    chomp $OwnRedisPort;
-    die "cannot start redis-server\n" unless $OwnRedisPort;
-    $ENV{TEST_NGINX_OWN_REDIS_PORT} = $OwnRedisPort;
-}
-END { system('scripts/redis.sh', 'stop', "$OwnRedisDir/r") }
+use OwnRedis;
 
 use Test::Nginx::Socket;
 

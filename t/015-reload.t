@@ -16,14 +16,7 @@ use Time::HiRes qw(time sleep);
 
 # a redis-server of this file's own: its CLIENT LIST is the workers'
 our ($OwnRedisDir, $OwnRedisPort);
-BEGIN {
-    $OwnRedisDir = tempdir('rl-redis-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-    $OwnRedisPort = `scripts/redis.sh start $OwnRedisDir/r`;
-    chomp $OwnRedisPort;
-    die "cannot start redis-server\n" unless $OwnRedisPort;
-    $ENV{TEST_NGINX_OWN_REDIS_PORT} = $OwnRedisPort;
-}
-END { system('scripts/redis.sh', 'stop', "$OwnRedisDir/r") }
+use OwnRedis;
 
 use Test::Nginx::Socket;
 
