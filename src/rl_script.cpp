@@ -11,8 +11,10 @@
  * Time is the Redis server's (TIME), never a client's: every nginx host
  * shares one clock.  All limits are decided, reading only, before any is
  * counted: the request is counted in every limit or in none, so a rejected
- * request consumes nothing.  (Sliding-log trimming of entries already out of
- * the window is done while deciding; it changes no decision.)
+ * request consumes nothing, and a Redis at maxmemory refuses the first
+ * write before anything is half done.  (Sliding-log trimming of entries
+ * already out of the window is done while deciding; it changes no
+ * decision.)
  *
  * Returns { allowed, n, then per limit: count, remaining, reset_ms,
  * retry_ms }: count is the number of requests in the window (this one
@@ -22,17 +24,24 @@
  *
  * sliding_log: a sorted set, one member per request ("seconds.micro", with
  *   "-N" on collisions), scored by the same instant; it expires one window
- *   after its newest entry.  Exact.
+ *   after its newest entry.  Exact.  The oldest entry is read first: only
+ *   when it has left the window are the old entries trimmed.
  * fixed_window: a counter that expires at the end of the epoch-aligned
- *   window.  Up to twice the limit can pass around a window boundary.
+ *   window (set when the count starts).  Up to twice the limit can pass
+ *   around a window boundary.
  * sliding_window: a hash { w = window index, c = its count, p = the
  *   previous window's count }; the estimate weights p by the share of the
- *   sliding window still inside the previous fixed window.
+ *   sliding window still inside the previous fixed window.  It expires at
+ *   the end of the window after w, when it no longer weighs.
  * gcra: "g" and the theoretical arrival time (microseconds) as a string;
  *   one request per window/requests, up to burst at once.
  * A key another algorithm left (the limit's algorithm was changed) is
  * replaced: the first command on it fails with WRONGTYPE, or for the two
  * string kinds the "g" tells them apart.  No TYPE is asked on the way.
+ *
+ * The script is written for Redis' Lua interpreter, which runs all of it
+ * on every call: no closures or tables per limit, few string conversions,
+ * and no command whose answer is already known.
  */
 
 #include "rl_script.hpp"
@@ -46,198 +55,181 @@ namespace {
 
 const char  script[] = R"lua(
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-
-local function us(score)
-  return math.floor(tonumber(score) * 1000000 + 0.5)
-end
-
-local function seconds(v)
-  return string.format('%d.%06d', math.floor(v / 1000000), v % 1000000)
-end
-
--- the first command on a key: a key of another type (the limit's
--- algorithm changed) is deleted and the command run again
-local function first(cmd, key, ...)
-  local r = redis.pcall(cmd, key, ...)
-  if type(r) == 'table' and r.err then
-    redis.call('DEL', key)
-    r = redis.call(cmd, key, ...)
-  end
-  return r
-end
-
-local decide, commit = {}, {}
-
-decide.l = function(key, limit, w)
-  first('ZREMRANGEBYSCORE', key, '-inf', seconds(now - w))
-  local p = { count = redis.call('ZCARD', key), retry = 0, reset = 0 }
-  if p.count > 0 then
-    -- the oldest entry says when quota comes back; when it is also the
-    -- entry a rejected request waits for, one ZRANGE serves both
-    local o = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    p.reset = us(o[2]) + w - now
-    if p.count == limit then
-      p.retry = p.reset
-    elseif p.count > limit then
-      local e = redis.call('ZRANGE', key, p.count - limit, p.count - limit,
-                           'WITHSCORES')
-      p.retry = us(e[2]) + w - now
-    end
-  end
-  p.remaining = limit - p.count
-  return p
-end
-
-commit.l = function(key, limit, w, p)
-  local stamp = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-  local member, seq = stamp, 0
-  while redis.call('ZADD', key, 'NX', stamp, member) == 0 do
-    seq = seq + 1
-    member = stamp .. '-' .. seq
-  end
-  redis.call('PEXPIRE', key, w / 1000)
-  if p.count == 0 then
-    p.reset = w
-  end
-  p.count = p.count + 1
-  p.remaining = limit - p.count
-end
-
-decide.f = function(key, limit, w)
-  local v = first('GET', key)
-  if v and not tonumber(v) then
-    -- a gcra value: another algorithm's key
-    redis.call('DEL', key)
-    v = false
-  end
-  local p = { count = tonumber(v) or 0, retry = 0 }
-  p.ends = (math.floor(now / w) + 1) * w
-  if p.count >= limit then
-    p.retry = p.ends - now
-  end
-  p.remaining = limit - p.count
-  return p
-end
-
-commit.f = function(key, limit, w, p)
-  p.count = redis.call('INCR', key)
-  redis.call('PEXPIREAT', key, p.ends / 1000)
-  p.remaining = limit - p.count
-end
-
-decide.s = function(key, limit, w)
-  local idx = math.floor(now / w)
-  local h = first('HMGET', key, 'w', 'c', 'p')
-  local hw, c, pc = tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0
-  if hw == idx - 1 then
-    pc, c = c, 0
-  elseif hw ~= idx then
-    pc, c = 0, 0
-  end
-  local into = now - idx * w
-  local est = pc * (w - into) / w + c
-  local p = { idx = idx, c = c, pc = pc, est = est, retry = 0,
-              reset = w - into }
-  if est + 1 > limit then
-    if c + 1 <= limit and pc > 0 then
-      -- later in this window, when the previous one weighs little enough
-      p.retry = math.ceil(w - (limit - 1 - c) * w / pc - into)
-    else
-      -- in the next window, when this one's count weighs little enough
-      p.retry = math.ceil(w - into + w - (limit - 1) * w / math.max(c, 1))
-    end
-    if p.retry < 1 then
-      p.retry = 1
-    end
-  end
-  p.count = math.floor(est)
-  p.remaining = math.floor(limit - est)
-  return p
-end
-
-commit.s = function(key, limit, w, p)
-  redis.call('HSET', key, 'w', p.idx, 'c', p.c + 1, 'p', p.pc)
-  redis.call('PEXPIRE', key, 2 * w / 1000)
-  p.est = p.est + 1
-  p.count = math.ceil(p.est)
-  p.remaining = math.floor(limit - p.est)
-end
-
-decide.g = function(key, limit, w, burst)
-  local interval = w / limit
-  local v = first('GET', key)
-  -- "g" and the time; anything else (a fixed_window count) is stale
-  local tat = v and string.sub(v, 1, 1) == 'g'
-              and tonumber(string.sub(v, 2)) or now
-  if tat < now then
-    tat = now
-  end
-  local p = { tat = tat, new_tat = tat + interval, retry = 0 }
-  local allow_at = p.new_tat - burst * interval
-  if allow_at > now then
-    p.retry = allow_at - now
-  end
-  p.remaining = math.floor((now + burst * interval - tat) / interval)
-  p.count = burst - p.remaining
-  -- the next unit comes back when now + burst * interval - tat reaches
-  -- (remaining + 1) * interval
-  p.reset = tat - now - (burst - p.remaining - 1) * interval
-  return p
-end
-
-commit.g = function(key, limit, w, p, burst)
-  local interval = w / limit
-  redis.call('SET', key, 'g' .. string.format('%d', math.ceil(p.new_tat)),
-             'PX', math.max(1, math.ceil((p.new_tat - now) / 1000)))
-  p.remaining = math.floor((now + burst * interval - p.new_tat) / interval)
-  p.count = burst - p.remaining
-  p.reset = p.new_tat - now - (burst - p.remaining - 1) * interval
-end
-
+local now = t[1] * 1000000 + t[2]
 local n = #KEYS
-local plans = {}
 local allowed = 1
+local out = { 1, n }
+local st = {}
 
 for i = 1, n do
-  local alg = ARGV[4 * i - 3]
+  local key, a = KEYS[i], ARGV[4 * i - 3]
   local limit = tonumber(ARGV[4 * i - 2])
   local w = tonumber(ARGV[4 * i - 1]) * 1000
-  local p = decide[alg](KEYS[i], limit, w, tonumber(ARGV[4 * i]))
-  if p.retry > 0 then
+  local count, remaining, reset, retry = 0, 0, 0, 0
+
+  if a == 'l' then
+    local o = redis.pcall('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if o.err then
+      redis.call('DEL', key)
+      o = {}
+    end
+    if o[2] and math.floor(o[2] * 1000000 + 0.5) <= now - w then
+      local c = now - w
+      redis.call('ZREMRANGEBYSCORE', key, '-inf',
+                 string.format('%d.%06d', math.floor(c / 1000000), c % 1000000))
+      o = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    end
+    if o[2] then
+      count = redis.call('ZCARD', key)
+      reset = math.floor(o[2] * 1000000 + 0.5) + w - now
+      if count == limit then
+        retry = reset
+      elseif count > limit then
+        local e = redis.call('ZRANGE', key, count - limit, count - limit,
+                             'WITHSCORES')
+        retry = math.floor(e[2] * 1000000 + 0.5) + w - now
+      end
+    end
+    remaining = limit - count
+
+  elseif a == 'g' then
+    local burst = tonumber(ARGV[4 * i])
+    local interval = w / limit
+    local v = redis.pcall('GET', key)
+    local tat = now
+    if type(v) == 'table' then
+      redis.call('DEL', key)
+    elseif v and string.byte(v, 1) == 103 then
+      tat = tonumber(string.sub(v, 2)) or now
+    end
+    if tat < now then
+      tat = now
+    end
+    st[4 * i - 3] = tat
+    if tat + interval - burst * interval > now then
+      retry = tat + interval - burst * interval - now
+    end
+    remaining = math.floor((now + burst * interval - tat) / interval)
+    count = burst - remaining
+    reset = tat - now - (burst - remaining - 1) * interval
+
+  elseif a == 'f' then
+    local v = redis.pcall('GET', key)
+    if type(v) == 'table' or (v and not tonumber(v)) then
+      redis.call('DEL', key)
+      v = false
+    end
+    count = tonumber(v) or 0
+    reset = (math.floor(now / w) + 1) * w - now
+    if count >= limit then
+      retry = reset
+    end
+    remaining = limit - count
+
+  else
+    local h = redis.pcall('HMGET', key, 'w', 'c', 'p')
+    if h.err then
+      redis.call('DEL', key)
+      h = {}
+    end
+    local idx = math.floor(now / w)
+    local hw, c, pc = tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0
+    if hw == idx - 1 then
+      pc, c = c, 0
+    elseif hw ~= idx then
+      pc, c = 0, 0
+    end
+    local into = now - idx * w
+    local est = pc * (w - into) / w + c
+    st[4 * i - 3], st[4 * i - 2], st[4 * i - 1], st[4 * i] =
+      idx, pc, est, hw == idx
+    reset = w - into
+    if est + 1 > limit then
+      if c + 1 <= limit and pc > 0 then
+        retry = math.ceil(w - (limit - 1 - c) * w / pc - into)
+      else
+        retry = math.ceil(w - into + w - (limit - 1) * w / math.max(c, 1))
+      end
+      if retry < 1 then
+        retry = 1
+      end
+    end
+    count = math.floor(est)
+    remaining = math.floor(limit - est)
+  end
+
+  if retry > 0 then
     allowed = 0
   end
-  plans[i] = p
+  out[4 * i - 1], out[4 * i], out[4 * i + 1], out[4 * i + 2] =
+    count, remaining, reset, retry
 end
 
-local out = { allowed, n }
+out[1] = allowed
 
 for i = 1, n do
-  local alg = ARGV[4 * i - 3]
+  local key, a = KEYS[i], ARGV[4 * i - 3]
   local limit = tonumber(ARGV[4 * i - 2])
   local w = tonumber(ARGV[4 * i - 1]) * 1000
-  local burst = tonumber(ARGV[4 * i])
-  local p = plans[i]
-  if allowed == 1 then
-    commit[alg](KEYS[i], limit, w, p, burst)
+  local j = 4 * i - 1
+  local count, remaining, reset = out[j], out[j + 1], out[j + 2]
+
+  if allowed == 0 then
+    -- nothing is counted
+  elseif a == 'l' then
+    local stamp = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+    local member, seq = stamp, 0
+    while redis.call('ZADD', key, 'NX', stamp, member) == 0 do
+      seq = seq + 1
+      member = stamp .. '-' .. seq
+    end
+    redis.call('PEXPIRE', key, w / 1000)
+    if count == 0 then
+      reset = w
+    end
+    count = count + 1
+    remaining = limit - count
+
+  elseif a == 'g' then
+    local burst = tonumber(ARGV[4 * i])
+    local interval = w / limit
+    local tat = st[4 * i - 3] + interval
+    redis.call('SET', key, string.format('g%d', math.ceil(tat)),
+               'PX', math.max(1, math.ceil((tat - now) / 1000)))
+    remaining = math.floor((now + burst * interval - tat) / interval)
+    count = burst - remaining
+    reset = tat - now - (burst - remaining - 1) * interval
+
+  elseif a == 'f' then
+    count = redis.call('INCR', key)
+    if count == 1 then
+      redis.call('PEXPIREAT', key, (now + reset) / 1000)
+    end
+    remaining = limit - count
+
+  else
+    local idx, pc, est = st[4 * i - 3], st[4 * i - 2], st[4 * i - 1] + 1
+    if st[4 * i] then
+      redis.call('HINCRBY', key, 'c', 1)
+    else
+      redis.call('HSET', key, 'w', idx, 'c', 1, 'p', pc)
+      redis.call('PEXPIREAT', key, (idx + 2) * w / 1000)
+    end
+    count = math.ceil(est)
+    remaining = math.floor(limit - est)
   end
-  local reset = p.reset
-  if alg == 'f' then
-    reset = p.ends - now
+
+  if count < 0 then
+    count = 0
   end
-  if reset == nil or reset < 0 then
+  if remaining < 0 then
+    remaining = 0
+  end
+  if reset < 0 then
     reset = 0
   end
-  if p.remaining < 0 then
-    p.remaining = 0
-  end
-  if p.count < 0 then
-    p.count = 0
-  end
-  out[#out + 1] = p.count
-  out[#out + 1] = p.remaining
-  out[#out + 1] = math.ceil(reset / 1000)
-  out[#out + 1] = math.ceil(p.retry / 1000)
+  out[j], out[j + 1] = count, remaining
+  out[j + 2], out[j + 3] = math.ceil(reset / 1000), math.ceil(out[j + 3] / 1000)
 end
 
 return out
