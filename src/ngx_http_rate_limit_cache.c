@@ -23,6 +23,9 @@ typedef struct {
     u_short                      len;
     ngx_queue_t                  queue;
     ngx_msec_t                   until;        /* cache: over until then */
+    time_t                       logged;       /* cache: second of lines */
+    ngx_uint_t                   lines;        /* cache: lines in it */
+    ngx_uint_t                   quiet;        /* cache: lines left out */
     ngx_msec_t                   window;       /* local: window index */
     ngx_uint_t                   count;        /* local: in that window */
     ngx_uint_t                   previous;     /* local: in the one before */
@@ -93,7 +96,7 @@ ngx_http_rate_limit_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 ngx_msec_t
 ngx_http_rate_limit_cache_lookup(ngx_shm_zone_t *shm_zone, u_char *key,
-    size_t len)
+    size_t len, ngx_uint_t *suppressed)
 {
     uint32_t                           hash;
     ngx_msec_t                         wait;
@@ -116,6 +119,21 @@ ngx_http_rate_limit_cache_lookup(ngx_shm_zone_t *shm_zone, u_char *key,
 
         if ((ngx_msec_int_t) (cn->until - ngx_current_msec) > 0) {
             wait = cn->until - ngx_current_msec;
+
+            if (cn->logged != ngx_time()) {
+                cn->logged = ngx_time();
+                cn->lines = 0;
+            }
+
+            if (cn->lines < NGX_HTTP_RATE_LIMIT_CACHE_LINES) {
+                cn->lines++;
+                *suppressed = cn->quiet;
+                cn->quiet = 0;
+
+            } else {
+                cn->quiet++;
+                *suppressed = NGX_HTTP_RATE_LIMIT_CACHE_QUIET;
+            }
 
         } else {
             ngx_http_rate_limit_cache_delete(shpool, sh, node);
@@ -209,6 +227,9 @@ ngx_http_rate_limit_cache_get(ngx_shm_zone_t *shm_zone, u_char *key,
     cn = ngx_http_rate_limit_cache_data(node);
     cn->len = (u_short) len;
     cn->until = 0;
+    cn->logged = 0;
+    cn->lines = 0;
+    cn->quiet = 0;
     cn->window = 0;
     cn->count = 0;
     cn->previous = 0;

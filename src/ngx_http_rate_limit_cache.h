@@ -27,9 +27,23 @@
 ngx_int_t ngx_http_rate_limit_cache_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 
-/* ms until the key may pass again; 0 when it is not known to be over */
+/*
+ * Rejection lines of the requests the cache answers, per key and host: at
+ * most this many a second, the first one after a pause reporting how many
+ * were left out.
+ */
+#define NGX_HTTP_RATE_LIMIT_CACHE_LINES  10
+
+/* the line of this cached rejection is left out */
+#define NGX_HTTP_RATE_LIMIT_CACHE_QUIET  ((ngx_uint_t) -1)
+
+/*
+ * ms until the key may pass again; 0 when it is not known to be over.  For
+ * a key that is over, *suppressed tells its rejection line: the number of
+ * lines left out before it, or NGX_HTTP_RATE_LIMIT_CACHE_QUIET.
+ */
 ngx_msec_t ngx_http_rate_limit_cache_lookup(ngx_shm_zone_t *shm_zone,
-    u_char *key, size_t len);
+    u_char *key, size_t len, ngx_uint_t *suppressed);
 
 /* remembers that the key is over its limit for ttl ms */
 void ngx_http_rate_limit_cache_store(ngx_shm_zone_t *shm_zone, u_char *key,

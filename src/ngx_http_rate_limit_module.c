@@ -202,6 +202,9 @@ typedef struct {
     /* results[i] not known: the over-limit cache answered for another */
     uint32_t                         unknown;
 
+    /* the cache's word on each rejection line (cache.h) */
+    ngx_uint_t                       suppressed[RL_MAX_LIMITS];
+
     unsigned                         cached:1;
     unsigned                         local:1;
     unsigned                         headers_done:1;
@@ -661,7 +664,8 @@ ngx_http_rate_limit_cached(ngx_http_rate_limit_ctx_t *ctx, rl_verdict_t *v)
 
         wait = ngx_http_rate_limit_cache_lookup(mcf->cache_zone,
                                                 ctx->rkeys[i].data,
-                                                ctx->rkeys[i].len);
+                                                ctx->rkeys[i].len,
+                                                &ctx->suppressed[i]);
         if (wait) {
             res->count = ctx->limits[i]->requests;
             res->remaining = 0;
@@ -830,12 +834,29 @@ ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
             retry = res->retry_ms;
         }
 
-        ngx_log_error(lcf->log_level, log, 0,
-                      "Rate limit exceeded for IP %V on %V endpoint. "
-                      "Attempts: %uL/%ui%s%s",
-                      &ctx->keys[i], &limit->name, res->count,
-                      limit->requests, lcf->dry_run ? ", dry run" : "",
-                      ctx->cached ? ", cached" : "");
+        if (!ctx->cached) {
+            ngx_log_error(lcf->log_level, log, 0,
+                          "Rate limit exceeded for IP %V on %V endpoint. "
+                          "Attempts: %uL/%ui%s",
+                          &ctx->keys[i], &limit->name, res->count,
+                          limit->requests, lcf->dry_run ? ", dry run" : "");
+
+        } else if (ctx->suppressed[i] == 0) {
+            ngx_log_error(lcf->log_level, log, 0,
+                          "Rate limit exceeded for IP %V on %V endpoint. "
+                          "Attempts: %uL/%ui%s, cached",
+                          &ctx->keys[i], &limit->name, res->count,
+                          limit->requests, lcf->dry_run ? ", dry run" : "");
+
+        } else if (ctx->suppressed[i] != NGX_HTTP_RATE_LIMIT_CACHE_QUIET) {
+            ngx_log_error(lcf->log_level, log, 0,
+                          "Rate limit exceeded for IP %V on %V endpoint. "
+                          "Attempts: %uL/%ui%s, cached (%ui similar lines "
+                          "suppressed)",
+                          &ctx->keys[i], &limit->name, res->count,
+                          limit->requests, lcf->dry_run ? ", dry run" : "",
+                          ctx->suppressed[i]);
+        }
 
         if (mcf->cache_zone && !ctx->cached && !ctx->local) {
             ngx_http_rate_limit_cache_store(mcf->cache_zone,

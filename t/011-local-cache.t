@@ -131,3 +131,40 @@ is(http_get('/signature/x')->{status}, 200, 'unblocked');
 --- response_headers_like eval
 [ 'RateLimit: "login";r=0', 'RateLimit: "login";r=0;t=\d+',
   'RateLimit: "login";r=0;t=\d+', 'RateLimit: "login";r=0' ]
+
+
+=== TEST 6: a flood on a cached key writes at most 10 rejection lines a second per host; the next line counts the ones left out
+--- http_config eval: $::HttpConfig
+--- config
+    location /signature/ {
+        rate_limit signature requests=1 window=1h;
+        empty_gif;
+    }
+--- request eval
+[ "GET /signature/x", "GET /signature/x" ]
+--- error_code eval
+[ 200, 429 ]
+--- check
+use Time::HiRes qw(time sleep);
+my $t0 = time;
+my $sent = 0;
+for (1 .. 3) {
+    my $r = http_parallel(100, "GET /signature/x");
+    $sent += grep { $_->{status} == 429 } @$r;
+}
+my $took = time - $t0;
+is($sent, 300, 'the flood is rejected');
+# the line after a pause reports what was left out
+sleep(1.1);
+is(http_get('/signature/x')->{status}, 429, 'one more after a pause');
+my @lines = grep { /Attempts: 1\/1, cached/ } split /\n/, error_log_text();
+my $suppressed = 0;
+$suppressed += $_ for map { /\((\d+) similar lines suppressed\)/ ? $1 : () } @lines;
+# the flood and the probe went through the cache (the block's 429 was Redis')
+is(scalar(@lines) + $suppressed, 300 + 1,
+   'every cached rejection is logged or counted in a later line');
+my $seconds = int($took) + 2;
+cmp_ok(scalar(@lines), '<=', 10 * ($seconds + 1),
+       sprintf('%d lines for %d rejections in %.2f s', scalar(@lines), 301, $took));
+like($lines[-1], qr/\(\d+ similar lines suppressed\)/,
+     'the line after the pause counts the ones left out');
