@@ -7,9 +7,12 @@
 #   NGINX_SRC=/path/to/nginx-1.22.1 scripts/build-module.sh
 #   NGX_CC_OPT='-fsanitize=address' NGX_LD_OPT=... scripts/build-module.sh DIR
 #
-# NGX_CC_OPT and NGX_LD_OPT (unset by default) reach configure as
-# --with-cc-opt and --with-ld-opt, spaces and all (NGX_EXTRA_FLAGS is split
-# on spaces); a change of either configures and builds the tree afresh.
+# NGX_CC_OPT and NGX_LD_OPT reach configure as --with-cc-opt and
+# --with-ld-opt, spaces and all (NGX_EXTRA_FLAGS is split on spaces); a
+# change of either configures and builds the tree afresh.  By default they
+# are Debian's build flags (dpkg-buildflags: -O2, the hardening flags), as
+# for the packaged nginx and its module packages; where dpkg-buildflags is
+# missing, nginx's own defaults apply.  NGX_CC_OPT= (empty) asks for those.
 #
 # With a full source tree the module is configured with --with-compat (a
 # dynamic module loads only into an nginx built with the same configure
@@ -38,6 +41,11 @@ if [ -f conf_flags ]; then
     # shellcheck disable=SC1091
     . ./conf_flags
     flags=("${NGX_CONF_FLAGS[@]}")
+fi
+
+if command -v dpkg-buildflags > /dev/null; then
+    : "${NGX_CC_OPT=$(dpkg-buildflags --get CFLAGS) $(dpkg-buildflags --get CPPFLAGS) -fPIC}"
+    : "${NGX_LD_OPT=$(dpkg-buildflags --get LDFLAGS) -Wl,-z,now -fPIC}"
 fi
 
 extra=()
