@@ -22,7 +22,8 @@ class Timer {
 public:
     virtual ~Timer() = default;
 
-    /* (re)arms the timer to fire once, ms from now */
+    /* (re)arms the timer to fire once, ms from now; 0: once the loop has
+     * handled the I/O events of its current turn */
     virtual void start(uint64_t ms) noexcept = 0;
     virtual void stop() noexcept = 0;
     virtual bool active() const noexcept = 0;

@@ -53,9 +53,26 @@ public:
         stop();
     }
 
+    /* 0: at the end of this loop turn, after its I/O events */
     void
     start(uint64_t ms) noexcept override
     {
+        if (ms == 0) {
+            if (ev_.timer_set) {
+                ngx_del_timer(&ev_);
+            }
+
+            if (!ev_.posted) {
+                ngx_post_event(&ev_, &ngx_posted_events);
+            }
+
+            return;
+        }
+
+        if (ev_.posted) {
+            ngx_delete_posted_event(&ev_);
+        }
+
         ngx_add_timer(&ev_, (ngx_msec_t) ms);
     }
 
@@ -74,7 +91,7 @@ public:
     bool
     active() const noexcept override
     {
-        return ev_.timer_set;
+        return ev_.timer_set || ev_.posted;
     }
 
 private:

@@ -86,6 +86,7 @@ RedisClient::RedisClient(Loop *loop, const rl_redis_conf_t *conf)
         addr_ = "sentinel master " + masterName_;
     }
 
+    flushTimer_ = loop_->createTimer(onFlush, this, false);
     deadlineTimer_ = loop_->createTimer(onDeadline, this, false);
     orphanTimer_ = loop_->createTimer(onDeadline, this, true);
     connectTimer_ = loop_->createTimer(onConnectTimeout, this, true);
@@ -111,6 +112,7 @@ RedisClient::~RedisClient()
 
     reportState(false);
 
+    flushTimer_->stop();
     deadlineTimer_->stop();
     orphanTimer_->stop();
     connectTimer_->stop();
@@ -127,11 +129,23 @@ RedisClient::~RedisClient()
         redisAsyncFree(ac);
     }
 
+    /* the checks still queued never reached hiredis */
+    while (head_) {
+        Check  *c = head_;
+
+        head_ = c->next;
+        delete c;
+    }
+
     while (free_) {
         Check  *c = free_;
 
         free_ = c->next;
         delete c;
+    }
+
+    for (Batch *b : spareBatches_) {
+        delete b;
     }
 }
 
@@ -483,7 +497,8 @@ RedisClient::start(const rl_limit_arg_t *limits, size_t n,
     }
 
     try {
-        buildArgv(limits, n, &c->argv);
+        buildCheckArgs(limits, n, &c->keys, &c->args);
+        pending_.push_back(c);
 
     } catch (...) {
         release(c);
@@ -496,7 +511,6 @@ RedisClient::start(const rl_limit_arg_t *limits, size_t n,
     c->data = data;
     c->nlimits = n;
     c->expired = false;
-    c->retried = false;
     c->sent = steadyUs();
 
     /* while connecting, a check may also wait out the connect timeout */
@@ -517,12 +531,6 @@ RedisClient::start(const rl_limit_arg_t *limits, size_t n,
         c->deadline = tail_->deadline;
     }
 
-    if (!send(c)) {
-        release(c);
-        errorVerdict(now, RL_ERR_CONNECT, "cannot queue the command");
-        return nullptr;
-    }
-
     c->prev = tail_;
     c->next = nullptr;
 
@@ -535,6 +543,10 @@ RedisClient::start(const rl_limit_arg_t *limits, size_t n,
     tail_ = c;
     inFlight_++;
 
+    if (!flushTimer_->active()) {
+        flushTimer_->start(0);
+    }
+
     if (!deadlineTimer_->active()) {
         armDeadline();
     }
@@ -543,20 +555,165 @@ RedisClient::start(const rl_limit_arg_t *limits, size_t n,
 }
 
 
-bool
-RedisClient::send(Check *c) noexcept
+/*
+ * The checks of one loop turn go out together, at its end: one command, one
+ * script call in Redis and one reply for up to kMaxBatch of them, instead of
+ * one each.  Checks cancelled before that are dropped: never sent, they
+ * count nowhere.
+ */
+void
+RedisClient::flush() noexcept
 {
-    const char  *argv[kMaxArgv];
-    size_t       lens[kMaxArgv];
-    size_t       argc = c->argv.size();
+    std::vector<Check *>  queued;
+    Batch                *b = nullptr;
 
-    for (size_t i = 0; i < argc; i++) {
-        argv[i] = c->argv[i].data();
-        lens[i] = c->argv[i].size();
+    /* a verdict given here may start a check: it waits for the next turn */
+    queued.swap(pending_);
+
+    for (size_t i = 0; i <= queued.size(); i++) {
+        Check  *c = i < queued.size() ? queued[i] : nullptr;
+
+        if (c && c->done == nullptr) {
+            unlink(c);
+            continue;
+        }
+
+        if (b && (c == nullptr || b->checks.size() == kMaxBatch)) {
+            if (!send(b)) {
+                answer(b, nullptr, nullptr);
+            }
+
+            b = nullptr;
+        }
+
+        if (c == nullptr) {
+            break;
+        }
+
+        if (b == nullptr) {
+            if (!spareBatches_.empty()) {
+                b = spareBatches_.back();
+                spareBatches_.pop_back();
+
+            } else {
+                b = new (std::nothrow) Batch();
+            }
+
+            if (b == nullptr) {
+                finish(c, nullptr, nullptr);
+                continue;
+            }
+
+            b->client = this;
+            b->retried = false;
+            b->checks.clear();
+        }
+
+        try {
+            b->checks.push_back(c);
+
+        } catch (...) {
+            finish(c, nullptr, nullptr);
+        }
     }
 
-    return redisAsyncCommandArgv(ac_, onReply, c, (int) argc, argv, lens)
+    if (pending_.empty()) {
+        /* keep the capacity */
+        queued.clear();
+        pending_.swap(queued);
+    }
+}
+
+
+bool
+RedisClient::send(Batch *b) noexcept
+{
+    char  nkeys[24], nchecks[24];
+    int   nk = 0;
+
+    if (ac_ == nullptr) {
+        return false;
+    }
+
+    try {
+        argv_.clear();
+        argvLen_.clear();
+
+        argv_.push_back(b->retried ? "EVAL" : "EVALSHA");
+        argvLen_.push_back(b->retried ? 4 : 7);
+
+        const std::string  &script = b->retried ? limitScript() : limitSha();
+
+        argv_.push_back(script.data());
+        argvLen_.push_back(script.size());
+
+        argv_.push_back(nkeys);
+        argvLen_.push_back(0);
+
+        for (Check *c : b->checks) {
+            for (const std::string &k : c->keys) {
+                argv_.push_back(k.data());
+                argvLen_.push_back(k.size());
+                nk++;
+            }
+        }
+
+        argv_.push_back(nchecks);
+        argvLen_.push_back((size_t) std::snprintf(nchecks, sizeof(nchecks),
+                                                  "%zu", b->checks.size()));
+
+        for (Check *c : b->checks) {
+            for (const std::string &a : c->args) {
+                argv_.push_back(a.data());
+                argvLen_.push_back(a.size());
+            }
+        }
+
+    } catch (...) {
+        return false;
+    }
+
+    argvLen_[2] = (size_t) std::snprintf(nkeys, sizeof(nkeys), "%d", nk);
+
+    return redisAsyncCommandArgv(ac_, onReply, b, (int) argv_.size(),
+                                 argv_.data(), argvLen_.data())
            == REDIS_OK;
+}
+
+
+/* a NULL reply: the connection is gone, or the batch never left */
+void
+RedisClient::answer(Batch *b, const redisReply *reply,
+    const redisAsyncContext *ac) noexcept
+{
+    bool  each;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR && !b->retried && ac_
+        && std::strncmp(reply->str, "NOSCRIPT", 8) == 0)
+    {
+        /* the script cache was flushed or Redis restarted: EVAL loads it */
+        b->retried = true;
+
+        if (send(b)) {
+            return;
+        }
+    }
+
+    each = reply && reply->type == REDIS_REPLY_ARRAY
+           && reply->elements == b->checks.size();
+
+    for (size_t i = 0; i < b->checks.size(); i++) {
+        finish(b->checks[i], each ? reply->element[i] : reply, ac);
+    }
+
+    b->checks.clear();
+
+    try {
+        spareBatches_.push_back(b);
+
+    } catch (...) {
+        delete b;
+    }
 }
 
 
@@ -576,24 +733,6 @@ RedisClient::finish(Check *c, const redisReply *reply,
 {
     rl_verdict_t  v;
     bool          garbage = false, readonly = false;
-
-    if (reply && reply->type == REDIS_REPLY_ERROR && !c->retried && ac_
-        && std::strncmp(reply->str, "NOSCRIPT", 8) == 0)
-    {
-        /* the script cache was flushed or Redis restarted: EVAL loads it */
-        c->retried = true;
-
-        try {
-            c->argv[0] = "EVAL";
-            c->argv[1] = limitScript();
-
-            if (send(c)) {
-                return;
-            }
-
-        } catch (...) {
-        }
-    }
 
     if (reply == nullptr) {
         errorVerdict(&v, lostKind_,
@@ -631,6 +770,25 @@ RedisClient::finish(Check *c, const redisReply *reply,
         done(c->data, &v);
     }
 
+    unlink(c);
+
+    if (garbage && ac_) {
+        /* the pipeline is out of step or the peer is not Redis */
+        breakConnection(RL_ERR_REPLY, "Redis protocol error: ",
+                        "unexpected reply");
+
+    } else if (readonly && ac_) {
+        /* a demoted master: find the new one */
+        breakConnection(RL_ERR_REPLY, "Redis node is a replica: ",
+                        "READONLY");
+    }
+}
+
+
+/* takes a check off the queue and keeps it for reuse */
+void
+RedisClient::unlink(Check *c) noexcept
+{
     if (c->prev) {
         c->prev->next = c->next;
     } else {
@@ -649,17 +807,6 @@ RedisClient::finish(Check *c, const redisReply *reply,
     if (head_ == nullptr) {
         deadlineTimer_->stop();
         orphanTimer_->stop();
-    }
-
-    if (garbage && ac_) {
-        /* the pipeline is out of step or the peer is not Redis */
-        breakConnection(RL_ERR_REPLY, "Redis protocol error: ",
-                        "unexpected reply");
-
-    } else if (readonly && ac_) {
-        /* a demoted master: find the new one */
-        breakConnection(RL_ERR_REPLY, "Redis node is a replica: ",
-                        "READONLY");
     }
 }
 
@@ -854,9 +1001,16 @@ RedisClient::onHandshake(redisAsyncContext *ac, void *r, void *data) noexcept
 void
 RedisClient::onReply(redisAsyncContext *ac, void *reply, void *data) noexcept
 {
-    Check  *c = static_cast<Check *>(data);
+    Batch  *b = static_cast<Batch *>(data);
 
-    c->client->finish(c, static_cast<redisReply *>(reply), ac);
+    b->client->answer(b, static_cast<redisReply *>(reply), ac);
+}
+
+
+void
+RedisClient::onFlush(void *data) noexcept
+{
+    static_cast<RedisClient *>(data)->flush();
 }
 
 

@@ -39,7 +39,10 @@ class RedisClient;
 }
 
 
-/* one check in flight: owned by the client, freed in its hiredis callback */
+/*
+ * One check in flight: owned by the client, queued until the end of the
+ * loop turn, then sent in a batch and freed when the batch's reply comes.
+ */
 struct rl_check_s {
     rl::RedisClient         *client;
     rl_check_s              *prev;
@@ -52,15 +55,23 @@ struct rl_check_s {
     uint64_t                 deadline;   /* loop ms */
     uint64_t                 sent;       /* steady clock, us */
     bool                     expired;
-    bool                     retried;    /* EVAL already sent after NOSCRIPT */
     size_t                   nlimits;
-    std::vector<std::string> argv;
+    std::vector<std::string> keys;
+    std::vector<std::string> args;
 };
 
 
 namespace rl {
 
 using Check = ::rl_check_s;
+
+
+/* the checks of one command */
+struct Batch {
+    RedisClient          *client;
+    std::vector<Check *>  checks;
+    bool                  retried;    /* EVAL already sent after NOSCRIPT */
+};
 
 
 class RedisClient {
@@ -97,9 +108,13 @@ private:
     void failed(rl_error_e kind, const char *what, const char *why) noexcept;
     void breakConnection(rl_error_e kind, const char *what,
         const char *why) noexcept;
-    bool send(Check *c) noexcept;
+    void flush() noexcept;
+    bool send(Batch *b) noexcept;
+    void answer(Batch *b, const redisReply *reply,
+        const redisAsyncContext *ac) noexcept;
     void finish(Check *c, const redisReply *reply,
         const redisAsyncContext *ac) noexcept;
+    void unlink(Check *c) noexcept;
     void expire() noexcept;
     void armDeadline() noexcept;
     void logOnce(rl_log_level_e level, const char *msg) noexcept;
@@ -114,6 +129,7 @@ private:
         noexcept;
     static void onReply(redisAsyncContext *ac, void *reply, void *data)
         noexcept;
+    static void onFlush(void *data) noexcept;
     static void onRole(redisAsyncContext *ac, void *reply, void *data)
         noexcept;
     static void onSentinelConnect(const redisAsyncContext *ac, int status)
@@ -186,6 +202,13 @@ private:
     Check *acquire() noexcept;
     void release(Check *c) noexcept;
 
+    /* checks started in this loop turn, sent at its end (flushTimer_) */
+    std::vector<Check *>    pending_;
+    std::vector<Batch *>    spareBatches_;
+    std::vector<const char *>  argv_;    /* the command being sent */
+    std::vector<size_t>     argvLen_;
+
+    std::unique_ptr<Timer>  flushTimer_;
     std::unique_ptr<Timer>  deadlineTimer_;
     std::unique_ptr<Timer>  orphanTimer_;    /* cancelled checks only */
     std::unique_ptr<Timer>  connectTimer_;

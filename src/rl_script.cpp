@@ -1,12 +1,18 @@
 /*
  * One atomic script decides a request against all its limits.
  *
- * KEYS[i]       the key of limit i (PREFIX:KEY:NAME)
- * ARGV[4i-3]    its algorithm: l (sliding_log), s (sliding_window),
- *               g (gcra), f (fixed_window)
- * ARGV[4i-2]    requests allowed per window
- * ARGV[4i-1]    window, milliseconds
- * ARGV[4i]      burst (gcra)
+ * It decides several checks (the requests a worker queued in one turn of
+ * its event loop), one after the other, as if each came alone:
+ *
+ * KEYS          the keys of every limit of every check, in order
+ *               (PREFIX:KEY:NAME)
+ * ARGV[1]       the number of checks; then for each check: its number of
+ *               limits, and for each limit:
+ *                 its algorithm: l (sliding_log), s (sliding_window),
+ *                 g (gcra), f (fixed_window)
+ *                 requests allowed per window
+ *                 window, milliseconds
+ *                 burst (gcra)
  *
  * Time is the Redis server's (TIME), never a client's: every nginx host
  * shares one clock.  All limits are decided, reading only, before any is
@@ -16,11 +22,12 @@
  * already out of the window is done while deciding; it changes no
  * decision.)
  *
- * Returns { allowed, n, then per limit: count, remaining, reset_ms,
- * retry_ms }: count is the number of requests in the window (this one
- * included when it passed), remaining what is still allowed now, reset_ms
- * the time until the next unit of quota comes back, and retry_ms, for a
- * limit that rejects, the time until a request would pass.
+ * Returns, per check, { allowed, n, then per limit: count, remaining,
+ * reset_ms, retry_ms }: count is the number of requests in the window
+ * (this one included when it passed), remaining what is still allowed now,
+ * reset_ms the time until the next unit of quota comes back, and retry_ms,
+ * for a limit that rejects, the time until a request would pass.  The
+ * checks of one call share one instant (one TIME).
  *
  * sliding_log: a sorted set, one member per request ("seconds.micro", with
  *   "-N" on collisions), scored by the same instant; it expires one window
@@ -56,183 +63,198 @@ namespace {
 const char  script[] = R"lua(
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
-local n = #KEYS
-local allowed = 1
-local out = { 1, n }
-local st = {}
+local stamp = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+local used = {}
+local result = {}
+local kb, base = 0, 1
 
-for i = 1, n do
-  local key, a = KEYS[i], ARGV[4 * i - 3]
-  local limit = tonumber(ARGV[4 * i - 2])
-  local w = tonumber(ARGV[4 * i - 1]) * 1000
-  local count, remaining, reset, retry = 0, 0, 0, 0
+for ci = 1, tonumber(ARGV[1]) do
+  local n = tonumber(ARGV[base + 1])
+  base = base + 1
+  local allowed = 1
+  local out = { 1, n }
+  local st = {}
 
-  if a == 'l' then
-    local o = redis.pcall('ZRANGE', key, 0, 0, 'WITHSCORES')
-    if o.err then
-      redis.call('DEL', key)
-      o = {}
-    end
-    if o[2] and math.floor(o[2] * 1000000 + 0.5) <= now - w then
-      local c = now - w
-      redis.call('ZREMRANGEBYSCORE', key, '-inf',
-                 string.format('%d.%06d', math.floor(c / 1000000), c % 1000000))
-      o = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    end
-    if o[2] then
-      count = redis.call('ZCARD', key)
-      reset = math.floor(o[2] * 1000000 + 0.5) + w - now
-      if count == limit then
+  for i = 1, n do
+    local key, a = KEYS[kb + i], ARGV[base + 4 * i - 3]
+    local limit = tonumber(ARGV[base + 4 * i - 2])
+    local w = tonumber(ARGV[base + 4 * i - 1]) * 1000
+    local count, remaining, reset, retry = 0, 0, 0, 0
+
+    if a == 'l' then
+      local o = redis.pcall('ZRANGE', key, 0, 0, 'WITHSCORES')
+      if o.err then
+        redis.call('DEL', key)
+        o = {}
+      end
+      if o[2] and math.floor(o[2] * 1000000 + 0.5) <= now - w then
+        local c = now - w
+        redis.call('ZREMRANGEBYSCORE', key, '-inf',
+                   string.format('%d.%06d', math.floor(c / 1000000), c % 1000000))
+        o = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+      end
+      if o[2] then
+        count = redis.call('ZCARD', key)
+        reset = math.floor(o[2] * 1000000 + 0.5) + w - now
+        if count == limit then
+          retry = reset
+        elseif count > limit then
+          local e = redis.call('ZRANGE', key, count - limit, count - limit,
+                               'WITHSCORES')
+          retry = math.floor(e[2] * 1000000 + 0.5) + w - now
+        end
+      end
+      remaining = limit - count
+
+    elseif a == 'g' then
+      local burst = tonumber(ARGV[base + 4 * i])
+      local interval = w / limit
+      local v = redis.pcall('GET', key)
+      local tat = now
+      if type(v) == 'table' then
+        redis.call('DEL', key)
+      elseif v and string.byte(v, 1) == 103 then
+        tat = tonumber(string.sub(v, 2)) or now
+      end
+      if tat < now then
+        tat = now
+      end
+      st[4 * i - 3] = tat
+      if tat + interval - burst * interval > now then
+        retry = tat + interval - burst * interval - now
+      end
+      remaining = math.floor((now + burst * interval - tat) / interval)
+      count = burst - remaining
+      reset = tat - now - (burst - remaining - 1) * interval
+
+    elseif a == 'f' then
+      local v = redis.pcall('GET', key)
+      if type(v) == 'table' or (v and not tonumber(v)) then
+        redis.call('DEL', key)
+        v = false
+      end
+      count = tonumber(v) or 0
+      reset = (math.floor(now / w) + 1) * w - now
+      if count >= limit then
         retry = reset
-      elseif count > limit then
-        local e = redis.call('ZRANGE', key, count - limit, count - limit,
-                             'WITHSCORES')
-        retry = math.floor(e[2] * 1000000 + 0.5) + w - now
       end
-    end
-    remaining = limit - count
+      remaining = limit - count
 
-  elseif a == 'g' then
-    local burst = tonumber(ARGV[4 * i])
-    local interval = w / limit
-    local v = redis.pcall('GET', key)
-    local tat = now
-    if type(v) == 'table' then
-      redis.call('DEL', key)
-    elseif v and string.byte(v, 1) == 103 then
-      tat = tonumber(string.sub(v, 2)) or now
-    end
-    if tat < now then
-      tat = now
-    end
-    st[4 * i - 3] = tat
-    if tat + interval - burst * interval > now then
-      retry = tat + interval - burst * interval - now
-    end
-    remaining = math.floor((now + burst * interval - tat) / interval)
-    count = burst - remaining
-    reset = tat - now - (burst - remaining - 1) * interval
-
-  elseif a == 'f' then
-    local v = redis.pcall('GET', key)
-    if type(v) == 'table' or (v and not tonumber(v)) then
-      redis.call('DEL', key)
-      v = false
-    end
-    count = tonumber(v) or 0
-    reset = (math.floor(now / w) + 1) * w - now
-    if count >= limit then
-      retry = reset
-    end
-    remaining = limit - count
-
-  else
-    local h = redis.pcall('HMGET', key, 'w', 'c', 'p')
-    if h.err then
-      redis.call('DEL', key)
-      h = {}
-    end
-    local idx = math.floor(now / w)
-    local hw, c, pc = tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0
-    if hw == idx - 1 then
-      pc, c = c, 0
-    elseif hw ~= idx then
-      pc, c = 0, 0
-    end
-    local into = now - idx * w
-    local est = pc * (w - into) / w + c
-    st[4 * i - 3], st[4 * i - 2], st[4 * i - 1], st[4 * i] =
-      idx, pc, est, hw == idx
-    reset = w - into
-    if est + 1 > limit then
-      if c + 1 <= limit and pc > 0 then
-        retry = math.ceil(w - (limit - 1 - c) * w / pc - into)
-      else
-        retry = math.ceil(w - into + w - (limit - 1) * w / math.max(c, 1))
-      end
-      if retry < 1 then
-        retry = 1
-      end
-    end
-    count = math.floor(est)
-    remaining = math.floor(limit - est)
-  end
-
-  if retry > 0 then
-    allowed = 0
-  end
-  out[4 * i - 1], out[4 * i], out[4 * i + 1], out[4 * i + 2] =
-    count, remaining, reset, retry
-end
-
-out[1] = allowed
-
-for i = 1, n do
-  local key, a = KEYS[i], ARGV[4 * i - 3]
-  local limit = tonumber(ARGV[4 * i - 2])
-  local w = tonumber(ARGV[4 * i - 1]) * 1000
-  local j = 4 * i - 1
-  local count, remaining, reset = out[j], out[j + 1], out[j + 2]
-
-  if allowed == 0 then
-    -- nothing is counted
-  elseif a == 'l' then
-    local stamp = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-    local member, seq = stamp, 0
-    while redis.call('ZADD', key, 'NX', stamp, member) == 0 do
-      seq = seq + 1
-      member = stamp .. '-' .. seq
-    end
-    redis.call('PEXPIRE', key, w / 1000)
-    if count == 0 then
-      reset = w
-    end
-    count = count + 1
-    remaining = limit - count
-
-  elseif a == 'g' then
-    local burst = tonumber(ARGV[4 * i])
-    local interval = w / limit
-    local tat = st[4 * i - 3] + interval
-    redis.call('SET', key, string.format('g%d', math.ceil(tat)),
-               'PX', math.max(1, math.ceil((tat - now) / 1000)))
-    remaining = math.floor((now + burst * interval - tat) / interval)
-    count = burst - remaining
-    reset = tat - now - (burst - remaining - 1) * interval
-
-  elseif a == 'f' then
-    count = redis.call('INCR', key)
-    if count == 1 then
-      redis.call('PEXPIREAT', key, (now + reset) / 1000)
-    end
-    remaining = limit - count
-
-  else
-    local idx, pc, est = st[4 * i - 3], st[4 * i - 2], st[4 * i - 1] + 1
-    if st[4 * i] then
-      redis.call('HINCRBY', key, 'c', 1)
     else
-      redis.call('HSET', key, 'w', idx, 'c', 1, 'p', pc)
-      redis.call('PEXPIREAT', key, (idx + 2) * w / 1000)
+      local h = redis.pcall('HMGET', key, 'w', 'c', 'p')
+      if h.err then
+        redis.call('DEL', key)
+        h = {}
+      end
+      local idx = math.floor(now / w)
+      local hw, c, pc = tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0
+      if hw == idx - 1 then
+        pc, c = c, 0
+      elseif hw ~= idx then
+        pc, c = 0, 0
+      end
+      local into = now - idx * w
+      local est = pc * (w - into) / w + c
+      st[4 * i - 3], st[4 * i - 2], st[4 * i - 1], st[4 * i] =
+        idx, pc, est, hw == idx
+      reset = w - into
+      if est + 1 > limit then
+        if c + 1 <= limit and pc > 0 then
+          retry = math.ceil(w - (limit - 1 - c) * w / pc - into)
+        else
+          retry = math.ceil(w - into + w - (limit - 1) * w / math.max(c, 1))
+        end
+        if retry < 1 then
+          retry = 1
+        end
+      end
+      count = math.floor(est)
+      remaining = math.floor(limit - est)
     end
-    count = math.ceil(est)
-    remaining = math.floor(limit - est)
+
+    if retry > 0 then
+      allowed = 0
+    end
+    out[4 * i - 1], out[4 * i], out[4 * i + 1], out[4 * i + 2] =
+      count, remaining, reset, retry
   end
 
-  if count < 0 then
-    count = 0
+  out[1] = allowed
+
+  for i = 1, n do
+    local key, a = KEYS[kb + i], ARGV[base + 4 * i - 3]
+    local limit = tonumber(ARGV[base + 4 * i - 2])
+    local w = tonumber(ARGV[base + 4 * i - 1]) * 1000
+    local j = 4 * i - 1
+    local count, remaining, reset = out[j], out[j + 1], out[j + 2]
+
+    if allowed == 0 then
+      -- nothing is counted
+    elseif a == 'l' then
+      -- checks of one call share the instant: each starts where the last
+      -- one on the key stopped
+      local seq = used[key] or 0
+      local member = seq == 0 and stamp or stamp .. '-' .. seq
+      while redis.call('ZADD', key, 'NX', stamp, member) == 0 do
+        seq = seq + 1
+        member = stamp .. '-' .. seq
+      end
+      used[key] = seq + 1
+      redis.call('PEXPIRE', key, w / 1000)
+      if count == 0 then
+        reset = w
+      end
+      count = count + 1
+      remaining = limit - count
+
+    elseif a == 'g' then
+      local burst = tonumber(ARGV[base + 4 * i])
+      local interval = w / limit
+      local tat = st[4 * i - 3] + interval
+      redis.call('SET', key, string.format('g%d', math.ceil(tat)),
+                 'PX', math.max(1, math.ceil((tat - now) / 1000)))
+      remaining = math.floor((now + burst * interval - tat) / interval)
+      count = burst - remaining
+      reset = tat - now - (burst - remaining - 1) * interval
+
+    elseif a == 'f' then
+      count = redis.call('INCR', key)
+      if count == 1 then
+        redis.call('PEXPIREAT', key, (now + reset) / 1000)
+      end
+      remaining = limit - count
+
+    else
+      local idx, pc, est = st[4 * i - 3], st[4 * i - 2], st[4 * i - 1] + 1
+      if st[4 * i] then
+        redis.call('HINCRBY', key, 'c', 1)
+      else
+        redis.call('HSET', key, 'w', idx, 'c', 1, 'p', pc)
+        redis.call('PEXPIREAT', key, (idx + 2) * w / 1000)
+      end
+      count = math.ceil(est)
+      remaining = math.floor(limit - est)
+    end
+
+    if count < 0 then
+      count = 0
+    end
+    if remaining < 0 then
+      remaining = 0
+    end
+    if reset < 0 then
+      reset = 0
+    end
+    out[j], out[j + 1] = count, remaining
+    out[j + 2], out[j + 3] = math.ceil(reset / 1000), math.ceil(out[j + 3] / 1000)
   end
-  if remaining < 0 then
-    remaining = 0
-  end
-  if reset < 0 then
-    reset = 0
-  end
-  out[j], out[j + 1] = count, remaining
-  out[j + 2], out[j + 3] = math.ceil(reset / 1000), math.ceil(out[j + 3] / 1000)
+
+  result[ci] = out
+  kb = kb + n
+  base = base + 4 * n
 end
 
-return out
+return result
 )lua";
 
 
@@ -262,37 +284,34 @@ limitSha()
 
 
 /*
- * Reuses the strings already in argv: a recycled check's argv keeps its
- * capacity, so building the next command allocates nothing.
+ * Reuses the strings already there: a recycled check keeps their capacity,
+ * so building the next one allocates nothing.
  */
 void
-buildArgv(const rl_limit_arg_t *limits, size_t n,
-    std::vector<std::string> *argv)
+buildCheckArgs(const rl_limit_arg_t *limits, size_t n,
+    std::vector<std::string> *keys, std::vector<std::string> *args)
 {
     char    num[24];
     size_t  k = 0;
 
-    argv->resize(3 + 5 * n);
+    keys->resize(n);
+    args->resize(1 + 4 * n);
 
-    (*argv)[k++].assign("EVALSHA");
-    (*argv)[k++].assign(limitSha());
-    (*argv)[k++].assign(num, (size_t) std::snprintf(num, sizeof(num), "%zu",
+    (*args)[k++].assign(num, (size_t) std::snprintf(num, sizeof(num), "%zu",
                                                      n));
-
-    for (size_t i = 0; i < n; i++) {
-        (*argv)[k++].assign(limits[i].key, limits[i].key_len);
-    }
 
     for (size_t i = 0; i < n; i++) {
         uint64_t  burst = limits[i].burst ? limits[i].burst
                                           : limits[i].requests;
 
-        (*argv)[k++].assign(1, algorithmCodes[limits[i].algorithm & 3]);
-        (*argv)[k++].assign(num, (size_t) std::snprintf(num, sizeof(num),
+        (*keys)[i].assign(limits[i].key, limits[i].key_len);
+
+        (*args)[k++].assign(1, algorithmCodes[limits[i].algorithm & 3]);
+        (*args)[k++].assign(num, (size_t) std::snprintf(num, sizeof(num),
                                           "%" PRIu64, limits[i].requests));
-        (*argv)[k++].assign(num, (size_t) std::snprintf(num, sizeof(num),
+        (*args)[k++].assign(num, (size_t) std::snprintf(num, sizeof(num),
                                           "%" PRIu64, limits[i].window_ms));
-        (*argv)[k++].assign(num, (size_t) std::snprintf(num, sizeof(num),
+        (*args)[k++].assign(num, (size_t) std::snprintf(num, sizeof(num),
                                           "%" PRIu64, burst));
     }
 }

@@ -15,15 +15,23 @@
 
 namespace rl {
 
-/* EVALSHA, digest, numkeys, the keys, then 4 arguments per limit */
-constexpr size_t  kMaxArgv = 3 + 5 * RL_MAX_LIMITS;
+/*
+ * One command carries the checks a worker queued in one turn of its event
+ * loop: EVALSHA digest numkeys KEY... NCHECKS, then for each check its
+ * number of limits and 4 arguments per limit.  At most this many checks:
+ */
+constexpr size_t  kMaxBatch = 64;
 
 const std::string &limitScript();
 const std::string &limitSha();
 
-/* the EVALSHA command of a check of n limits; throws std::bad_alloc */
-void buildArgv(const rl_limit_arg_t *limits, size_t n,
-    std::vector<std::string> *argv);
+/*
+ * The keys and the arguments (the number of limits, then 4 per limit) of a
+ * check of n limits, in strings whose capacity is reused; throws
+ * std::bad_alloc.
+ */
+void buildCheckArgs(const rl_limit_arg_t *limits, size_t n,
+    std::vector<std::string> *keys, std::vector<std::string> *args);
 
 } /* namespace rl */
 

@@ -261,6 +261,69 @@ test_pipelined_checks_admit_exactly_the_limit(void **state)
 }
 
 
+static long long
+evalsha_calls(fixture_t *f)
+{
+    long long    n = 0;
+    const char  *p;
+    redisReply  *reply = redisCommand(f->sync, "INFO commandstats");
+
+    assert_non_null(reply);
+    p = strstr(reply->str, "cmdstat_evalsha:calls=");
+
+    if (p) {
+        n = atoll(p + sizeof("cmdstat_evalsha:calls=") - 1);
+    }
+
+    freeReplyObject(reply);
+
+    return n;
+}
+
+
+static void
+test_checks_of_one_loop_turn_share_a_command_in_order(void **state)
+{
+    fixture_t  *f = *state;
+    result_t    r[100];
+    int         i;
+    redisReply *reply;
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    assert_non_null(f->client);
+
+    /* the connection up and the script loaded */
+    assert_non_null(start(f, "rl-unit-warm", 7, 60000, &r[0]));
+    wait_for(f, &r[0], 2000);
+    assert_int_equal(r[0].v.error, RL_OK);
+
+    reply = redisCommand(f->sync, "CONFIG RESETSTAT");
+    assert_non_null(reply);
+    freeReplyObject(reply);
+
+    for (i = 0; i < 100; i++) {
+        assert_non_null(start(f, f->key, 7, 60000, &r[i]));
+    }
+
+    for (i = 0; i < 100; i++) {
+        wait_for(f, &r[i], 2000);
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].v.error, RL_OK);
+
+        /* decided one after the other, in the order they were started */
+        assert_int_equal(r[i].v.allowed, i < 7);
+    }
+
+    /* 100 checks, at most 64 a command */
+    assert_int_equal(evalsha_calls(f), 2);
+    assert_int_equal(zcard(f, f->key), 7);
+}
+
+
 static void
 test_a_rejected_request_counts_in_no_limit(void **state)
 {
@@ -488,6 +551,9 @@ test_a_cancelled_check_is_never_called_back(void **state)
     f->client = client(f, f->port, 1000);
     assert_non_null(f->client);
 
+    /* let the connection come up, so that checks go out at once */
+    run_for(f, 100);
+
     c = start(f, f->key, 3, 10000, &r);
     assert_non_null(c);
     rl_check_cancel(c);
@@ -495,7 +561,17 @@ test_a_cancelled_check_is_never_called_back(void **state)
     run_for(f, 200);
     assert_int_equal(r.calls, 0);
 
-    /* Redis ran it all the same: the command is never taken back */
+    /* cancelled in the loop turn it started: never sent, counted nowhere */
+    assert_int_equal(zcard(f, f->key), 0);
+
+    /* cancelled once sent: never called back, but Redis ran it */
+    c = start(f, f->key, 3, 10000, &r);
+    assert_non_null(c);
+    event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    rl_check_cancel(c);
+
+    run_for(f, 200);
+    assert_int_equal(r.calls, 0);
     assert_int_equal(zcard(f, f->key), 1);
 }
 
@@ -680,6 +756,9 @@ main(void)
             test_three_pass_then_the_fourth_is_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_pipelined_checks_admit_exactly_the_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_checks_of_one_loop_turn_share_a_command_in_order, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             test_a_rejected_request_counts_in_no_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(
