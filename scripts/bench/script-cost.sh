@@ -1,0 +1,50 @@
+#!/bin/bash
+# Redis' cost per check of the module's script, alone (no nginx): for each
+# algorithm, redis-benchmark sends the EVALSHA of a batch of 1 and of 8
+# checks on one hot key, 16 commands pipelined on 4 connections, and this
+# prints the time Redis spent inside the script (INFO commandstats) and the
+# CPU time of redis-server (/proc), per check.  See docs/benchmarks.md.
+#
+#   scripts/bench/script-cost.sh            CALLS=200000 by default
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+calls=${CALLS:-200000}
+dir=$(mktemp -d /tmp/rl-script-cost.XXXXXX)
+trap '"$top/scripts/redis.sh" stop "$dir"; rm -rf "$dir"' EXIT
+
+port=$("$top/scripts/redis.sh" start "$dir")
+pid=$(cat "$dir/redis.pid")
+rcli() { redis-cli -p "$port" "$@"; }
+
+# the script, as the module sends it
+sed -n '/R"lua(/,/)lua"/p' "$top/src/rl_script.cpp" | sed '1s/.*R"lua(//; $d' \
+    > "$dir/script.lua"
+sha=$(rcli script load "$(cat "$dir/script.lua")")
+
+ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+hz=$(getconf CLK_TCK)
+
+printf '%-15s %6s %18s %18s\n' algorithm batch "in script us/check" "Redis CPU us/check"
+for alg in l:sliding_log s:sliding_window g:gcra f:fixed_window; do
+    code=${alg%%:*}
+    for batch in 1 8; do
+        keys=() args=()
+        for _ in $(seq "$batch"); do
+            keys+=("cost:$code")
+            args+=(1 "$code" 1000000000 3600000 1000000000)
+        done
+        rcli flushall > /dev/null
+        rcli config resetstat > /dev/null
+        t0=$(ticks)
+        redis-benchmark -p "$port" -n "$calls" -P 16 -c 4 \
+            EVALSHA "$sha" "$batch" "${keys[@]}" "$batch" "${args[@]}" > /dev/null
+        t1=$(ticks)
+        usec=$(rcli info commandstats | tr -d '\r' \
+               | sed -n 's/^cmdstat_evalsha:calls=[0-9]*,usec=\([0-9]*\),.*/\1/p')
+        awk -v a="${alg#*:}" -v b="$batch" -v u="$usec" -v t=$((t1 - t0)) \
+            -v hz="$hz" -v n="$calls" 'BEGIN {
+                printf "%-15s %6d %18.2f %18.2f\n", a, b, u / (n * b),
+                       t * 1e6 / hz / (n * b) }'
+    done
+done
