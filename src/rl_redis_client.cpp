@@ -628,55 +628,45 @@ RedisClient::flush() noexcept
 bool
 RedisClient::send(Batch *b) noexcept
 {
-    char  nkeys[24], nchecks[24];
-    int   nk = 0;
+    static const std::string  evalsha("EVALSHA"), eval("EVAL");
 
     if (ac_ == nullptr) {
         return false;
     }
 
     try {
+        size_t  nkeys = 0;
+
         argv_.clear();
-        argvLen_.clear();
-
-        argv_.push_back(b->retried ? "EVAL" : "EVALSHA");
-        argvLen_.push_back(b->retried ? 4 : 7);
-
-        const std::string  &script = b->retried ? limitScript() : limitSha();
-
-        argv_.push_back(script.data());
-        argvLen_.push_back(script.size());
-
-        argv_.push_back(nkeys);
-        argvLen_.push_back(0);
+        argv_.push_back(b->retried ? &eval : &evalsha);
+        argv_.push_back(b->retried ? &limitScript() : &limitSha());
+        argv_.push_back(&numKeys_);
 
         for (Check *c : b->checks) {
             for (const std::string &k : c->keys) {
-                argv_.push_back(k.data());
-                argvLen_.push_back(k.size());
-                nk++;
+                argv_.push_back(&k);
+                nkeys++;
             }
         }
 
-        argv_.push_back(nchecks);
-        argvLen_.push_back((size_t) std::snprintf(nchecks, sizeof(nchecks),
-                                                  "%zu", b->checks.size()));
+        numKeys_ = std::to_string(nkeys);
+        numChecks_ = std::to_string(b->checks.size());
+        argv_.push_back(&numChecks_);
 
         for (Check *c : b->checks) {
             for (const std::string &a : c->args) {
-                argv_.push_back(a.data());
-                argvLen_.push_back(a.size());
+                argv_.push_back(&a);
             }
         }
+
+        formatCommand(argv_, &command_);
 
     } catch (...) {
         return false;
     }
 
-    argvLen_[2] = (size_t) std::snprintf(nkeys, sizeof(nkeys), "%d", nk);
-
-    return redisAsyncCommandArgv(ac_, onReply, b, (int) argv_.size(),
-                                 argv_.data(), argvLen_.data())
+    return redisAsyncFormattedCommand(ac_, onReply, b, command_.data(),
+                                      command_.size())
            == REDIS_OK;
 }
 

@@ -205,8 +205,11 @@ private:
     /* checks started in this loop turn, sent at its end (flushTimer_) */
     std::vector<Check *>    pending_;
     std::vector<Batch *>    spareBatches_;
-    std::vector<const char *>  argv_;    /* the command being sent */
-    std::vector<size_t>     argvLen_;
+    /* the command being sent, its capacity reused */
+    std::vector<const std::string *>  argv_;
+    std::string             numKeys_;
+    std::string             numChecks_;
+    std::string             command_;
 
     std::unique_ptr<Timer>  flushTimer_;
     std::unique_ptr<Timer>  deadlineTimer_;

@@ -54,7 +54,7 @@
 #include "rl_script.hpp"
 #include "rl_limit.hpp"
 
-#include <cinttypes>
+#include <charconv>
 #include <cstdio>
 
 
@@ -283,6 +283,34 @@ limitSha()
 }
 
 
+namespace {
+
+void
+assignNumber(std::string *s, uint64_t n)
+{
+    char  num[24];
+
+    s->assign(num, (size_t) (std::to_chars(num, num + sizeof(num), n).ptr
+                             - num));
+}
+
+
+void
+appendBulk(std::string *cmd, const char *data, size_t len)
+{
+    char  num[24];
+
+    cmd->push_back('$');
+    cmd->append(num, (size_t) (std::to_chars(num, num + sizeof(num), len).ptr
+                               - num));
+    cmd->append("\r\n", 2);
+    cmd->append(data, len);
+    cmd->append("\r\n", 2);
+}
+
+} /* namespace */
+
+
 /*
  * Reuses the strings already there: a recycled check keeps their capacity,
  * so building the next one allocates nothing.
@@ -291,28 +319,38 @@ void
 buildCheckArgs(const rl_limit_arg_t *limits, size_t n,
     std::vector<std::string> *keys, std::vector<std::string> *args)
 {
-    char    num[24];
     size_t  k = 0;
 
     keys->resize(n);
     args->resize(1 + 4 * n);
 
-    (*args)[k++].assign(num, (size_t) std::snprintf(num, sizeof(num), "%zu",
-                                                     n));
+    assignNumber(&(*args)[k++], n);
 
     for (size_t i = 0; i < n; i++) {
-        uint64_t  burst = limits[i].burst ? limits[i].burst
-                                          : limits[i].requests;
-
         (*keys)[i].assign(limits[i].key, limits[i].key_len);
 
         (*args)[k++].assign(1, algorithmCodes[limits[i].algorithm & 3]);
-        (*args)[k++].assign(num, (size_t) std::snprintf(num, sizeof(num),
-                                          "%" PRIu64, limits[i].requests));
-        (*args)[k++].assign(num, (size_t) std::snprintf(num, sizeof(num),
-                                          "%" PRIu64, limits[i].window_ms));
-        (*args)[k++].assign(num, (size_t) std::snprintf(num, sizeof(num),
-                                          "%" PRIu64, burst));
+        assignNumber(&(*args)[k++], limits[i].requests);
+        assignNumber(&(*args)[k++], limits[i].window_ms);
+        assignNumber(&(*args)[k++], limits[i].burst ? limits[i].burst
+                                                    : limits[i].requests);
+    }
+}
+
+
+void
+formatCommand(const std::vector<const std::string *> &argv, std::string *cmd)
+{
+    char  num[24];
+
+    cmd->clear();
+    cmd->push_back('*');
+    cmd->append(num, (size_t) (std::to_chars(num, num + sizeof(num),
+                                             argv.size()).ptr - num));
+    cmd->append("\r\n", 2);
+
+    for (const std::string *a : argv) {
+        appendBulk(cmd, a->data(), a->size());
     }
 }
 

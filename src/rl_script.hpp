@@ -33,6 +33,10 @@ const std::string &limitSha();
 void buildCheckArgs(const rl_limit_arg_t *limits, size_t n,
     std::vector<std::string> *keys, std::vector<std::string> *args);
 
+/* the Redis protocol form of a command, into cmd (its capacity reused) */
+void formatCommand(const std::vector<const std::string *> &argv,
+    std::string *cmd);
+
 } /* namespace rl */
 
 #endif /* RL_SCRIPT_HPP */
