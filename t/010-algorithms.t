@@ -163,3 +163,31 @@ is(redis_cli('hget', 'rate_limit:127.0.0.1:est', 'c'), "2\n",
    'sliding_window: 2');
 like($responses->[2]{headers}{ratelimit}, qr/"loose";r=8;/,
      'gcra: 8 left');
+
+
+
+=== TEST 7: each algorithm's key expires when it stops mattering: the log one window after its newest entry, the fixed counter at its window's end, the sliding counters at the end of the next window, gcra at its theoretical arrival time
+--- http_config eval: $::HttpConfig
+--- config
+    location /l { rate_limit l requests=10 window=60s key=k; empty_gif; }
+    location /f { rate_limit f requests=10 window=60s key=k algorithm=fixed_window; empty_gif; }
+    location /s { rate_limit s requests=10 window=60s key=k algorithm=sliding_window; empty_gif; }
+    location /g { rate_limit g requests=10 window=60s key=k algorithm=gcra; empty_gif; }
+--- request
+GET /l
+--- error_code: 200
+--- check
+# not within a second of a 60 s boundary, so that one request and the
+# readings below fall in the same window
+my ($s, $us) = split /\n/, redis_cli('time');
+Time::HiRes::sleep(1.5) if ($s % 60) > 58 || ($s % 60) < 1;
+is(main::get("/$_"), 200, "/$_ passes") for qw(l f s g);
+($s, $us) = split /\n/, redis_cli('time');
+my $now = $s * 1000 + int($us / 1000);
+my $end = (int($now / 60000) + 1) * 60000;
+my %want = (l => 60000, f => $end - $now, s => $end - $now + 60000, g => 6000);
+for my $a (qw(l f s g)) {
+    my $pttl = redis_cli('pttl', "rate_limit:k:$a");
+    chomp $pttl;
+    ok(abs($pttl - $want{$a}) < 500, "$a: PTTL $pttl ms, want about $want{$a}");
+}
