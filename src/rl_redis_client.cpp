@@ -732,6 +732,11 @@ RedisClient::finish(Check *c, const redisReply *reply,
         if (ac && ac->err == REDIS_ERR_PROTOCOL) {
             /* hiredis drops the connection on a reply it cannot parse */
             errorVerdict(&v, RL_ERR_REPLY, ac->errstr);
+
+        } else if (ac && ac->err && ac_ == ac) {
+            /* Redis closed it or the socket failed: the disconnect
+             * callback, which records why, comes after these replies */
+            errorVerdict(&v, RL_ERR_CONNECT, ac->errstr);
         }
 
     } else {

@@ -992,3 +992,34 @@ main::fault('pass');
 cmp_ok($took, '<', 1.2, "20 requests in ${took}s");
 like(main::error_log_text(), qr/Redis not answering: 3 commands timed out in a row/,
      'the breaker opened');
+
+
+
+=== TEST 34: Redis closes the connection while a check waits on it: the check answers at once, with the reason
+--- http_config
+    rate_limit_redis 127.0.0.1:$TEST_NGINX_PROXY_PORT timeout=5s;
+--- config eval: $::Config
+--- request
+GET /open/x?k=f
+--- response_headers
+X-RL-Status: PASSED
+--- check
+main::fault('stall');
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                              PeerPort => server_port()) or die $!;
+print $s "GET /open/x?k=f HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+Time::HiRes::sleep(0.2);
+my $t0 = time;
+main::fault('drop');
+my $resp = do { local $/; <$s> };
+my $took = time - $t0;
+like($resp, qr{^HTTP/1\.1 200 .*^X-RL-Status: ERROR_ALLOWED}ms,
+     'the waiting check gets the fallback answer');
+cmp_ok($took, '<', 1, sprintf('at once (%.2f s), not at its deadline', $took));
+main::fault('pass');
+main::limiting_resumes('/open/x');
+--- error_log
+Redis connection lost: Server closed the connection. Using fallback mode.
+Allowing request from 127.0.0.1 (connect: Server closed the connection)
+--- no_error_log
+(connect: connection lost
