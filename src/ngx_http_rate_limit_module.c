@@ -215,6 +215,8 @@ static ngx_int_t ngx_http_rate_limit_handler(ngx_http_request_t *r);
 static ngx_http_rate_limit_ctx_t *ngx_http_rate_limit_get_ctx(
     ngx_http_request_t *r);
 static void ngx_http_rate_limit_cleanup(void *data);
+static void ngx_http_rate_limit_log_rejection(ngx_http_rate_limit_ctx_t *ctx,
+    ngx_uint_t i, uint64_t count);
 static ngx_uint_t ngx_http_rate_limit_cached(ngx_http_rate_limit_ctx_t *ctx,
     rl_verdict_t *v);
 static void ngx_http_rate_limit_done(void *data, const rl_verdict_t *v);
@@ -834,29 +836,7 @@ ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
             retry = res->retry_ms;
         }
 
-        if (!ctx->cached) {
-            ngx_log_error(lcf->log_level, log, 0,
-                          "Rate limit exceeded for IP %V on %V endpoint. "
-                          "Attempts: %uL/%ui%s",
-                          &ctx->keys[i], &limit->name, res->count,
-                          limit->requests, lcf->dry_run ? ", dry run" : "");
-
-        } else if (ctx->suppressed[i] == 0) {
-            ngx_log_error(lcf->log_level, log, 0,
-                          "Rate limit exceeded for IP %V on %V endpoint. "
-                          "Attempts: %uL/%ui%s, cached",
-                          &ctx->keys[i], &limit->name, res->count,
-                          limit->requests, lcf->dry_run ? ", dry run" : "");
-
-        } else if (ctx->suppressed[i] != NGX_HTTP_RATE_LIMIT_CACHE_QUIET) {
-            ngx_log_error(lcf->log_level, log, 0,
-                          "Rate limit exceeded for IP %V on %V endpoint. "
-                          "Attempts: %uL/%ui%s, cached (%ui similar lines "
-                          "suppressed)",
-                          &ctx->keys[i], &limit->name, res->count,
-                          limit->requests, lcf->dry_run ? ", dry run" : "",
-                          ctx->suppressed[i]);
-        }
+        ngx_http_rate_limit_log_rejection(ctx, i, res->count);
 
         if (mcf->cache_zone && !ctx->cached && !ctx->local) {
             ngx_http_rate_limit_cache_store(mcf->cache_zone,
@@ -890,6 +870,48 @@ ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
     ctx->status = ctx->local ? NGX_HTTP_RATE_LIMIT_LOCAL_REJECTED
                              : NGX_HTTP_RATE_LIMIT_REJECTED;
     ctx->rc = lcf->status_code;
+}
+
+
+/*
+ * The rejection line of limit i.  A rejection by the over-limit cache says
+ * so, and its line may be left out (cache.h): the next one written for the
+ * key counts those.
+ */
+static void
+ngx_http_rate_limit_log_rejection(ngx_http_rate_limit_ctx_t *ctx,
+    ngx_uint_t i, uint64_t count)
+{
+    u_char                          *p;
+    ngx_http_rate_limit_t           *limit;
+    ngx_http_rate_limit_loc_conf_t  *lcf;
+    u_char                           suffix[sizeof(", cached ( similar lines "
+                                                   "suppressed)")
+                                            + NGX_INT_T_LEN];
+
+    lcf = ctx->lcf;
+    limit = ctx->limits[i];
+    p = suffix;
+
+    if (ctx->cached) {
+        if (ctx->suppressed[i] == NGX_HTTP_RATE_LIMIT_CACHE_QUIET) {
+            return;
+        }
+
+        p = ngx_cpymem(p, ", cached", sizeof(", cached") - 1);
+
+        if (ctx->suppressed[i]) {
+            p = ngx_sprintf(p, " (%ui similar lines suppressed)",
+                            ctx->suppressed[i]);
+        }
+    }
+
+    ngx_log_error(lcf->log_level, ctx->request->connection->log, 0,
+                  "Rate limit exceeded for IP %V on %V endpoint. "
+                  "Attempts: %uL/%ui%s%*s",
+                  &ctx->keys[i], &limit->name, count, limit->requests,
+                  lcf->dry_run ? ", dry run" : "", (size_t) (p - suffix),
+                  suffix);
 }
 
 
