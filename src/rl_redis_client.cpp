@@ -570,43 +570,19 @@ RedisClient::flush() noexcept
     /* a verdict given here may start a check: it waits for the next turn */
     queued.swap(pending_);
 
-    for (size_t i = 0; i <= queued.size(); i++) {
-        Check  *c = i < queued.size() ? queued[i] : nullptr;
-
-        if (c && c->done == nullptr) {
+    for (Check *c : queued) {
+        if (c->done == nullptr) {
             unlink(c);
             continue;
         }
 
-        if (b && (c == nullptr || b->checks.size() == kMaxBatch)) {
-            if (!send(b)) {
-                answer(b, nullptr, nullptr);
-            }
-
-            b = nullptr;
-        }
-
-        if (c == nullptr) {
-            break;
-        }
-
         if (b == nullptr) {
-            if (!spareBatches_.empty()) {
-                b = spareBatches_.back();
-                spareBatches_.pop_back();
-
-            } else {
-                b = new (std::nothrow) Batch();
-            }
+            b = takeBatch();
 
             if (b == nullptr) {
                 finish(c, nullptr, nullptr);
                 continue;
             }
-
-            b->client = this;
-            b->retried = false;
-            b->checks.clear();
         }
 
         try {
@@ -614,13 +590,73 @@ RedisClient::flush() noexcept
 
         } catch (...) {
             finish(c, nullptr, nullptr);
+            continue;
         }
+
+        if (b->checks.size() == kMaxBatch) {
+            dispatch(b);
+            b = nullptr;
+        }
+    }
+
+    if (b) {
+        dispatch(b);
     }
 
     if (pending_.empty()) {
         /* keep the capacity */
         queued.clear();
         pending_.swap(queued);
+    }
+}
+
+
+Batch *
+RedisClient::takeBatch() noexcept
+{
+    Batch  *b;
+
+    if (spareBatches_.empty()) {
+        b = new (std::nothrow) Batch();
+
+    } else {
+        b = spareBatches_.back();
+        spareBatches_.pop_back();
+    }
+
+    if (b) {
+        b->client = this;
+        b->retried = false;
+        b->checks.clear();
+    }
+
+    return b;
+}
+
+
+void
+RedisClient::releaseBatch(Batch *b) noexcept
+{
+    b->checks.clear();
+
+    try {
+        spareBatches_.push_back(b);
+
+    } catch (...) {
+        delete b;
+    }
+}
+
+
+/* sends a batch, or answers its checks at once if it cannot be sent */
+void
+RedisClient::dispatch(Batch *b) noexcept
+{
+    if (b->checks.empty()) {
+        releaseBatch(b);
+
+    } else if (!send(b)) {
+        answer(b, nullptr, nullptr);
     }
 }
 
@@ -696,14 +732,7 @@ RedisClient::answer(Batch *b, const redisReply *reply,
         finish(b->checks[i], each ? reply->element[i] : reply, ac);
     }
 
-    b->checks.clear();
-
-    try {
-        spareBatches_.push_back(b);
-
-    } catch (...) {
-        delete b;
-    }
+    releaseBatch(b);
 }
 
 

@@ -109,6 +109,9 @@ private:
     void breakConnection(rl_error_e kind, const char *what,
         const char *why) noexcept;
     void flush() noexcept;
+    Batch *takeBatch() noexcept;
+    void releaseBatch(Batch *b) noexcept;
+    void dispatch(Batch *b) noexcept;
     bool send(Batch *b) noexcept;
     void answer(Batch *b, const redisReply *reply,
         const redisAsyncContext *ac) noexcept;
