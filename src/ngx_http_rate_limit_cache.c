@@ -107,7 +107,17 @@ ngx_http_rate_limit_cache_lookup(ngx_shm_zone_t *shm_zone, u_char *key,
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
     sh = shm_zone->data;
-    hash = ngx_crc32_short(key, len);
+
+    /*
+     * Read without the lock: nothing is over its limit on the host (the
+     * usual case), so no lookup and no lock on the way.  A stale answer
+     * costs at most one check that asks Redis.
+     */
+    if (sh->rbtree.root == sh->rbtree.sentinel) {
+        return 0;
+    }
+
+    hash = ngx_murmur_hash2(key, len);
     wait = 0;
 
     ngx_shmtx_lock(&shpool->mutex);
@@ -194,7 +204,7 @@ ngx_http_rate_limit_cache_get(ngx_shm_zone_t *shm_zone, u_char *key,
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
     sh = shm_zone->data;
-    hash = ngx_crc32_short(key, len);
+    hash = ngx_murmur_hash2(key, len);
 
     node = ngx_http_rate_limit_cache_find(sh, key, len, hash);
 
