@@ -107,11 +107,13 @@ ngx_http_rate_limit_cache_lookup(ngx_shm_zone_t *shm_zone, u_char *key,
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
     sh = shm_zone->data;
+    *suppressed = 0;
 
     /*
-     * Read without the lock: nothing is over its limit on the host (the
-     * usual case), so no lookup and no lock on the way.  A stale answer
-     * costs at most one check that asks Redis.
+     * Read without the lock: nothing is cached on the host (nothing was
+     * rejected since it started, or everything was looked up again after
+     * its time), so no lookup and no lock on the way.  A stale answer costs
+     * at most one check that asks Redis.
      */
     if (sh->rbtree.root == sh->rbtree.sentinel) {
         return 0;
@@ -130,7 +132,8 @@ ngx_http_rate_limit_cache_lookup(ngx_shm_zone_t *shm_zone, u_char *key,
         if ((ngx_msec_int_t) (cn->until - ngx_current_msec) > 0) {
             wait = cn->until - ngx_current_msec;
 
-            if (cn->logged != ngx_time()) {
+            /* workers' clocks may differ by a second: never step back */
+            if (cn->logged < ngx_time()) {
                 cn->logged = ngx_time();
                 cn->lines = 0;
             }
@@ -146,6 +149,8 @@ ngx_http_rate_limit_cache_lookup(ngx_shm_zone_t *shm_zone, u_char *key,
             }
 
         } else {
+            /* its time is over: the lines it left out are still owed */
+            *suppressed = cn->quiet;
             ngx_http_rate_limit_cache_delete(shpool, sh, node);
         }
     }

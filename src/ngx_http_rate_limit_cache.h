@@ -40,7 +40,9 @@ ngx_int_t ngx_http_rate_limit_cache_init_zone(ngx_shm_zone_t *shm_zone,
 /*
  * ms until the key may pass again; 0 when it is not known to be over.  For
  * a key that is over, *suppressed tells its rejection line: the number of
- * lines left out before it, or NGX_HTTP_RATE_LIMIT_CACHE_QUIET.
+ * lines left out before it, or NGX_HTTP_RATE_LIMIT_CACHE_QUIET.  For a key
+ * whose cached time has just ended, it is the number of lines its last
+ * second left out, still to be written; otherwise 0.
  */
 ngx_msec_t ngx_http_rate_limit_cache_lookup(ngx_shm_zone_t *shm_zone,
     u_char *key, size_t len, ngx_uint_t *suppressed);

@@ -216,7 +216,7 @@ static ngx_http_rate_limit_ctx_t *ngx_http_rate_limit_get_ctx(
     ngx_http_request_t *r);
 static void ngx_http_rate_limit_cleanup(void *data);
 static void ngx_http_rate_limit_log_rejection(ngx_http_rate_limit_ctx_t *ctx,
-    ngx_uint_t i, uint64_t count);
+    ngx_uint_t i, uint64_t count, ngx_flag_t cached, ngx_uint_t suppressed);
 static ngx_uint_t ngx_http_rate_limit_cached(ngx_http_rate_limit_ctx_t *ctx,
     rl_verdict_t *v);
 static void ngx_http_rate_limit_done(void *data, const rl_verdict_t *v);
@@ -677,6 +677,17 @@ ngx_http_rate_limit_cached(ngx_http_rate_limit_ctx_t *ctx, rl_verdict_t *v)
             continue;
         }
 
+        if (ctx->suppressed[i]) {
+            /*
+             * The key's cached time ended with lines left out: written now,
+             * as the line of the last of them, so that lines and counts
+             * still add up to the rejections.
+             */
+            ngx_http_rate_limit_log_rejection(ctx, i,
+                                              ctx->limits[i]->requests, 1,
+                                              ctx->suppressed[i] - 1);
+        }
+
         res->count = 0;
         res->remaining = (uint64_t) -1;
         res->reset_ms = 0;
@@ -836,7 +847,13 @@ ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
             retry = res->retry_ms;
         }
 
-        ngx_http_rate_limit_log_rejection(ctx, i, res->count);
+        if (!ctx->cached) {
+            ngx_http_rate_limit_log_rejection(ctx, i, res->count, 0, 0);
+
+        } else if (ctx->suppressed[i] != NGX_HTTP_RATE_LIMIT_CACHE_QUIET) {
+            ngx_http_rate_limit_log_rejection(ctx, i, res->count, 1,
+                                              ctx->suppressed[i]);
+        }
 
         if (mcf->cache_zone && !ctx->cached && !ctx->local) {
             ngx_http_rate_limit_cache_store(mcf->cache_zone,
@@ -874,13 +891,12 @@ ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
 
 
 /*
- * The rejection line of limit i.  A rejection by the over-limit cache says
- * so, and its line may be left out (cache.h): the next one written for the
- * key counts those.
+ * The rejection line of limit i; a rejection by the over-limit cache says
+ * so, and the count of the lines of its key left out before it.
  */
 static void
 ngx_http_rate_limit_log_rejection(ngx_http_rate_limit_ctx_t *ctx,
-    ngx_uint_t i, uint64_t count)
+    ngx_uint_t i, uint64_t count, ngx_flag_t cached, ngx_uint_t suppressed)
 {
     u_char                          *p;
     ngx_http_rate_limit_t           *limit;
@@ -893,16 +909,11 @@ ngx_http_rate_limit_log_rejection(ngx_http_rate_limit_ctx_t *ctx,
     limit = ctx->limits[i];
     p = suffix;
 
-    if (ctx->cached) {
-        if (ctx->suppressed[i] == NGX_HTTP_RATE_LIMIT_CACHE_QUIET) {
-            return;
-        }
-
+    if (cached) {
         p = ngx_cpymem(p, ", cached", sizeof(", cached") - 1);
 
-        if (ctx->suppressed[i]) {
-            p = ngx_sprintf(p, " (%ui similar lines suppressed)",
-                            ctx->suppressed[i]);
+        if (suppressed) {
+            p = ngx_sprintf(p, " (%ui similar lines suppressed)", suppressed);
         }
     }
 

@@ -717,8 +717,30 @@ RedisClient::answer(Batch *b, const redisReply *reply,
     if (reply && reply->type == REDIS_REPLY_ERROR && !b->retried && ac_
         && std::strncmp(reply->str, "NOSCRIPT", 8) == 0)
     {
-        /* the script cache was flushed or Redis restarted: EVAL loads it */
+        /*
+         * The script cache was flushed or Redis restarted: EVAL loads it.
+         * A check nobody waits for any more (timed out, or its request
+         * left) is not sent again: Redis would count it.
+         */
+        size_t  kept = 0;
+
         b->retried = true;
+
+        for (Check *c : b->checks) {
+            if (c->done) {
+                b->checks[kept++] = c;
+
+            } else {
+                finish(c, reply, ac);
+            }
+        }
+
+        b->checks.resize(kept);
+
+        if (kept == 0) {
+            releaseBatch(b);
+            return;
+        }
 
         if (send(b)) {
             return;

@@ -168,3 +168,33 @@ cmp_ok(scalar(@lines), '<=', 10 * ($seconds + 1),
        sprintf('%d lines for %d rejections in %.2f s', scalar(@lines), 301, $took));
 like($lines[-1], qr/\(\d+ similar lines suppressed\)/,
      'the line after the pause counts the ones left out');
+
+
+
+=== TEST 7: when a key's cached time ends, the lines its last second left out are written: lines and counts add up to the rejections
+--- http_config eval: $::HttpConfig
+--- config
+    location /signature/ {
+        rate_limit signature requests=1 window=2s;
+        empty_gif;
+    }
+--- request eval
+[ "GET /signature/x", "GET /signature/x" ]
+--- error_code eval
+[ 200, 429 ]
+--- check
+use Time::HiRes qw(sleep);
+my $rejected = 1;
+for (1 .. 3) {
+    $rejected += grep { $_->{status} == 429 } @{ http_parallel(100, "GET /signature/x") };
+}
+# past the cached time and the window: the next request asks Redis again
+sleep(2.5);
+$rejected += http_get('/signature/x')->{status} == 429 ? 1 : 0;
+my @lines = grep { /Rate limit exceeded for IP 127\.0\.0\.1 on signature endpoint/ }
+            split /\n/, error_log_text();
+my $suppressed = 0;
+$suppressed += $_ for map { /\((\d+) similar lines suppressed\)/ ? $1 : () } @lines;
+cmp_ok($suppressed, '>', 0, "lines were left out ($suppressed)");
+is(scalar(@lines) + $suppressed, $rejected,
+   sprintf('%d lines + %d counted = %d rejections', scalar(@lines), $suppressed, $rejected));

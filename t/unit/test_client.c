@@ -391,6 +391,45 @@ test_a_flushed_script_is_loaded_again(void **state)
 }
 
 
+static void
+test_a_batch_sent_again_after_noscript_leaves_out_cancelled_checks(
+    void **state)
+{
+    fixture_t   *f = *state;
+    result_t     a, b;
+    rl_check_t  *cb;
+    redisReply  *reply;
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    assert_non_null(f->client);
+    run_for(f, 100);
+
+    reply = redisCommand(f->sync, "SCRIPT FLUSH");
+    assert_non_null(reply);
+    freeReplyObject(reply);
+
+    /* one batch of two; the second's request leaves once it was sent */
+    assert_non_null(start(f, f->key, 3, 10000, &a));
+    cb = start(f, f->key, 3, 10000, &b);
+    assert_non_null(cb);
+    event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    rl_check_cancel(cb);
+
+    wait_for(f, &a, 2000);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.v.error, RL_OK);
+    run_for(f, 100);
+    assert_int_equal(b.calls, 0);
+
+    /* the EVAL that followed NOSCRIPT carried only the first */
+    assert_int_equal(zcard(f, f->key), 1);
+}
+
+
 static int
 closed_port(void)
 {
@@ -759,6 +798,9 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_checks_of_one_loop_turn_share_a_command_in_order, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_batch_sent_again_after_noscript_leaves_out_cancelled_checks,
+            setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_rejected_request_counts_in_no_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(
