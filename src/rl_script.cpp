@@ -68,13 +68,15 @@ local used = {}
 local result = {}
 local kb, base = 0, 1
 
+-- check ci: its keys follow KEYS[kb], its arguments ARGV[base]
 for ci = 1, tonumber(ARGV[1]) do
   local n = tonumber(ARGV[base + 1])
   base = base + 1
   local allowed = 1
   local out = { 1, n }
-  local st = {}
+  local st = {}    -- what counting needs of each decision
 
+  -- decide every limit (reading only, but for sliding_log's trimming)
   for i = 1, n do
     local key, a = KEYS[kb + i], ARGV[base + 4 * i - 3]
     local limit = tonumber(ARGV[base + 4 * i - 2])
@@ -90,7 +92,8 @@ for ci = 1, tonumber(ARGV[1]) do
       if o[2] and math.floor(o[2] * 1000000 + 0.5) <= now - w then
         local c = now - w
         redis.call('ZREMRANGEBYSCORE', key, '-inf',
-                   string.format('%d.%06d', math.floor(c / 1000000), c % 1000000))
+                   string.format('%d.%06d', math.floor(c / 1000000),
+                                 c % 1000000))
         o = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
       end
       if o[2] then
@@ -181,6 +184,7 @@ for ci = 1, tonumber(ARGV[1]) do
 
   out[1] = allowed
 
+  -- count the request in every limit, or in none; the reply in ms
   for i = 1, n do
     local key, a = KEYS[kb + i], ARGV[base + 4 * i - 3]
     local limit = tonumber(ARGV[base + 4 * i - 2])
@@ -246,7 +250,8 @@ for ci = 1, tonumber(ARGV[1]) do
       reset = 0
     end
     out[j], out[j + 1] = count, remaining
-    out[j + 2], out[j + 3] = math.ceil(reset / 1000), math.ceil(out[j + 3] / 1000)
+    out[j + 2] = math.ceil(reset / 1000)
+    out[j + 3] = math.ceil(out[j + 3] / 1000)
   end
 
   result[ci] = out
