@@ -147,26 +147,6 @@ sub limiting_resumes {
                        '429 REJECTED' ], 'and limits exactly: 3 pass, then 429');
 }
 
-# the single worker: the child of the master in nginx.pid
-sub worker_pid {
-    open my $fh, '<', servroot() . '/logs/nginx.pid' or die "nginx.pid: $!\n";
-    my ($master) = <$fh> =~ /(\d+)/ or die "no pid in nginx.pid\n";
-    my @kids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $s, '<', $stat or next;
-        my ($pid, $ppid) = <$s> =~ /^(\d+) .*\) \S+ (\d+) / or next;
-        push @kids, $pid if $ppid == $master;
-    }
-    die "expected one worker of $master, found @kids\n" unless @kids == 1;
-    return $kids[0];
-}
-
-sub fd_count {
-    my $pid = shift;
-    opendir my $d, "/proc/$pid/fd" or die "/proc/$pid/fd: $!\n";
-    return scalar grep { !/^\./ } readdir $d;
-}
-
 # sockets in CLOSE_WAIT towards the proxy (only the worker talks to it)
 sub close_wait {
     my @l = `ss -tanH state close-wait '( dport = :$ProxyPort )'`;

@@ -41,26 +41,6 @@ our $Slow = $ENV{TEST_NGINX_SLOW} ? 5 : 1;
 
 sub own_cli { `redis-cli -p $OwnRedisPort @_` }
 
-# the single worker: the child of the master in nginx.pid
-sub worker_pid {
-    open my $fh, '<', servroot() . '/logs/nginx.pid' or die "nginx.pid: $!\n";
-    my ($master) = <$fh> =~ /(\d+)/ or die "no pid in nginx.pid\n";
-    my @kids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $s, '<', $stat or next;
-        my ($pid, $ppid) = <$s> =~ /^(\d+) .*\) \S+ (\d+) / or next;
-        push @kids, $pid if $ppid == $master;
-    }
-    die "expected one worker of $master, found @kids\n" unless @kids == 1;
-    return $kids[0];
-}
-
-sub fd_count {
-    my $pid = shift;
-    opendir my $d, "/proc/$pid/fd" or die "/proc/$pid/fd: $!\n";
-    return scalar grep { !/^\./ } readdir $d;
-}
-
 # the worker's descriptors at rest: the connection of the request before
 # may still be closing (lingering close)
 sub fd_baseline {

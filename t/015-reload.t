@@ -55,12 +55,6 @@ sub workers_of {
     return sort { $a <=> $b } @kids;
 }
 
-sub fd_count {
-    my $pid = shift;
-    opendir my $d, "/proc/$pid/fd" or die "/proc/$pid/fd: $!\n";
-    return scalar grep { !/^\./ } readdir $d;
-}
-
 # connections on our redis other than redis-cli's own
 sub redis_clients {
     return scalar grep { !/cmd=client/ } split /\n/, own_cli('client', 'list');

@@ -45,7 +45,7 @@ our @EXPORT = qw(
     no_long_string add_block_preprocessor server_port servroot html_dir
     env_to_nginx done_testing note
     redis_cli http_get http_parallel start_extra_nginx stop_extra_nginx
-    error_log_text
+    error_log_text worker_pid fd_count
 );
 
 # ---------------------------------------------------------------- settings
@@ -105,6 +105,22 @@ sub html_dir    { servroot() . '/html' }
 sub done_testing { goto &Test::More::done_testing }
 sub note         { goto &Test::More::note }
 sub error_log_text { _slurp(servroot() . '/logs/error.log') }
+
+# the single worker of the test nginx: the child of the master in nginx.pid
+sub worker_pid {
+    my ($master) = _slurp(servroot() . '/logs/nginx.pid') =~ /(\d+)/
+        or die "no pid in nginx.pid\n";
+    my @kids = _children($master);
+    die "expected one worker of $master, found @kids\n" unless @kids == 1;
+    return $kids[0];
+}
+
+# the descriptors a process has open
+sub fd_count {
+    my $pid = shift;
+    opendir my $d, "/proc/$pid/fd" or die "/proc/$pid/fd: $!\n";
+    return scalar grep { !/^\./ } readdir $d;
+}
 
 # Test::Base runs an implicit run_compare() at END when no plan() was seen,
 # which is the case for tests ending with done_testing().  Reporting "no
