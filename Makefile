@@ -131,8 +131,11 @@ test-deb: deps deb
 #                       valgrind's reports (VALGRIND_STRICT=1: and on the
 #                       tests' time bounds, too tight for valgrind)
 #   make fuzz           each libFuzzer target of t/fuzz/ for FUZZ_TIME
-#                       seconds (clang); make test runs them FUZZ_SMOKE_TIME
-#                       seconds each
+#                       seconds (clang), from a new random seed each time;
+#                       make test runs them FUZZ_SMOKE_TIME seconds each
+#                       from the fixed FUZZ_SMOKE_SEED, so that it explores
+#                       the same inputs on every machine and a failure
+#                       there is one that replays, not a lucky draw
 ASAN_BUILD      ?= $(BUILD)/asan
 ASAN_TESTS      ?=
 ASAN_FLAGS      := -fsanitize=address,undefined -fno-omit-frame-pointer
@@ -142,6 +145,7 @@ VALGRIND_TESTS  ?= t/005-fallback.t t/007-faults.t
 FUZZ_DIR        ?= $(BUILD)/fuzz
 FUZZ_TIME       ?= 20
 FUZZ_SMOKE_TIME ?= 6
+FUZZ_SMOKE_SEED ?= 1
 FUZZ_CXX        ?= clang++
 FUZZ_FLAGS      := -std=c++17 -g -O1 -Isrc -fno-omit-frame-pointer \
                    -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -186,6 +190,7 @@ fuzz: fuzz-build
 # a short run of every target, part of make test
 fuzz-smoke: fuzz-build
 	@echo "== fuzz targets, $(FUZZ_SMOKE_TIME) s each"
-	@scripts/fuzz.sh $(FUZZ_DIR) $(FUZZ_SMOKE_TIME)
+	@FUZZ_SEED=$(FUZZ_SMOKE_SEED) scripts/fuzz.sh $(FUZZ_DIR) \
+	    $(FUZZ_SMOKE_TIME)
 
 test: fuzz-smoke

@@ -10,6 +10,8 @@
 # check, a leak, a timeout (10 s per input) or an out-of-memory (2 GB)
 # fails the run; the input is kept as FUZZ_DIR/artifacts/NAME-crash-...
 # and replays with:  FUZZ_DIR/fuzz_NAME FILE
+#
+# FUZZ_SEED=N: libFuzzer's -seed (default: a new random one each run).
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,6 +40,7 @@ for name in "${names[@]}"; do
     mkdir -p "$work"
 
     if "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+            ${FUZZ_SEED:+-seed="$FUZZ_SEED"} \
             -max_len=4096 -print_final_stats=1 \
             -artifact_prefix="$dir/artifacts/$name-" \
             "$work" "$seeds" > "$log" 2>&1

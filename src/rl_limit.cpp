@@ -278,6 +278,43 @@ rl_build_key(char *buf, const char *prefix, size_t prefix_len,
 }
 
 
+void
+rl::ReplyGuard::attach(redisReader *reader) noexcept
+{
+    why_[0] = '\0';
+
+    if (reader->fn != &fn_) {
+        /* hiredis' own functions, with createArray checked first */
+        fn_ = reader->fn ? *reader->fn : redisReplyObjectFunctions {};
+
+        create_ = fn_.createArray;
+        fn_.createArray = createArray;
+        reader->fn = &fn_;
+    }
+
+    /* every task of the reader carries it: how createArray finds us */
+    reader->privdata = this;
+}
+
+
+void *
+rl::ReplyGuard::createArray(const redisReadTask *task, int elements)
+    noexcept
+{
+    ReplyGuard  *g = static_cast<ReplyGuard *>(task->privdata);
+
+    if (elements < 0 || elements > kMaxReplyElements) {
+        std::snprintf(g->why_, sizeof(g->why_),
+                      "array of %d elements (at most %d)", elements,
+                      kMaxReplyElements);
+        return nullptr;
+    }
+
+    return g->create_ ? g->create_(task, elements)
+                      : reinterpret_cast<void *>(REDIS_REPLY_ARRAY);
+}
+
+
 extern "C" int
 rl_decode_reply(const struct redisReply *reply, size_t n, rl_verdict_t *v)
     noexcept

@@ -189,6 +189,7 @@ RedisClient::connect() noexcept
     }
 
     ac->data = this;
+    guard_.attach(ac->c.reader);
     redisAsyncSetConnectCallback(ac, onConnect);
     redisAsyncSetDisconnectCallback(ac, onDisconnect);
 
@@ -768,6 +769,22 @@ RedisClient::cancel(Check *c) noexcept
 }
 
 
+/*
+ * Why hiredis gave up reading ac, when its replies broke the protocol: bytes
+ * that are not RESP, or an array our guard refused (hiredis reports that as
+ * out of memory); nullptr otherwise.
+ */
+const char *
+RedisClient::protocolError(const redisAsyncContext *ac) const noexcept
+{
+    if (ac == ac_ && guard_.refusal()) {
+        return guard_.refusal();
+    }
+
+    return ac->err == REDIS_ERR_PROTOCOL ? ac->errstr : nullptr;
+}
+
+
 void
 RedisClient::finish(Check *c, const redisReply *reply,
     const redisAsyncContext *ac) noexcept
@@ -780,9 +797,9 @@ RedisClient::finish(Check *c, const redisReply *reply,
                      lastError_.empty() ? "connection lost"
                                         : lastError_.c_str());
 
-        if (ac && ac->err == REDIS_ERR_PROTOCOL) {
+        if (ac && protocolError(ac)) {
             /* hiredis drops the connection on a reply it cannot parse */
-            errorVerdict(&v, RL_ERR_REPLY, ac->errstr);
+            errorVerdict(&v, RL_ERR_REPLY, protocolError(ac));
 
         } else if (ac && ac->err && ac_ == ac) {
             /* Redis closed it or the socket failed: the disconnect
@@ -994,16 +1011,18 @@ RedisClient::onDisconnect(const redisAsyncContext *ac, int status) noexcept
 
     /* hiredis frees the context when this callback returns */
     std::string  why;
+    bool         protocol = self->protocolError(ac) != nullptr;
 
     try {
-        why = ac->errstr && ac->errstr[0] ? ac->errstr
-                                          : "Server closed the connection";
+        why = protocol ? self->protocolError(ac)
+              : ac->errstr && ac->errstr[0] ? ac->errstr
+              : "Server closed the connection";
     } catch (...) {
     }
 
     self->ac_ = nullptr;
 
-    if (ac->err == REDIS_ERR_PROTOCOL) {
+    if (protocol) {
         /* the peer answered bytes that are not RESP: not Redis, or broken */
         self->failed(RL_ERR_REPLY, "Redis protocol error: ", why.c_str());
         return;
@@ -1143,6 +1162,7 @@ RedisClient::discover() noexcept
     }
 
     sac->data = this;
+    sentinelGuard_.attach(sac->c.reader);
     redisAsyncSetConnectCallback(sac, onSentinelConnect);
     sac_ = sac;
 
@@ -1317,6 +1337,7 @@ RedisClient::subscribe() noexcept
     }
 
     ac->data = this;
+    subGuard_.attach(ac->c.reader);
     redisAsyncSetDisconnectCallback(ac, onSubscriptionDisconnect);
     subAc_ = ac;
 

@@ -27,6 +27,7 @@
 #ifndef RL_REDIS_CLIENT_HPP
 #define RL_REDIS_CLIENT_HPP
 
+#include "rl_limit.hpp"
 #include "rl_loop.hpp"
 
 #include <memory>
@@ -124,6 +125,7 @@ private:
     uint64_t backoffMs() noexcept;
     void reportState(bool up) noexcept;
 
+    const char *protocolError(const redisAsyncContext *ac) const noexcept;
     static void onConnect(const redisAsyncContext *ac, int status)
         noexcept;
     static void onDisconnect(const redisAsyncContext *ac, int status)
@@ -170,12 +172,15 @@ private:
     bool                    masterKnown_ = false;
     redisAsyncContext      *sac_ = nullptr;
     redisAsyncContext      *subAc_ = nullptr;    /* +switch-master */
+    ReplyGuard              sentinelGuard_;      /* sac_'s reader */
+    ReplyGuard              subGuard_;           /* subAc_'s reader */
     size_t                  subSentinel_ = 0;
     void                  (*onState_)(void *data, int up);
     void                   *stateData_;
     bool                    upReported_ = false;
 
     redisAsyncContext      *ac_ = nullptr;
+    ReplyGuard              guard_;              /* ac_'s reader */
     State                   state_ = State::Idle;
     bool                    connected_ = false;
     unsigned                handshakePending_ = 0;

@@ -5,6 +5,11 @@
  * limits with rl_decode_reply(), as the client does with any reply, a
  * well-formed one, a foreign one or garbage from a peer that is not Redis.
  *
+ * The reader carries the client's ReplyGuard: an array header may not make
+ * it allocate more than ReplyGuard::kMaxReplyElements pointers (without the
+ * guard, "*610001000" asks for 4.9 GB: libFuzzer's out-of-memory).  Every
+ * array the reader builds holds the elements it claims.
+ *
  * Besides memory errors and undefined behaviour, it checks the decoder's
  * contract: a success fills exactly n limits from an array of 2 + 4n
  * non-negative integers, with allowed 0 or 1; a failure sets an error kind
@@ -15,6 +20,7 @@
  */
 
 #include "rl_api.h"
+#include "rl_limit.hpp"
 
 #include <hiredis/hiredis.h>
 
@@ -55,9 +61,31 @@ scriptShaped(const redisReply *r, size_t n)
 }
 
 
+/* every array holds as many elements as it claims, within the guard's bound */
+static void
+checkShape(const redisReply *r, int depth)
+{
+    CHECK(depth <= 8);
+
+    if (r->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+
+    CHECK(r->elements <= (size_t) rl::ReplyGuard::kMaxReplyElements);
+    CHECK(r->elements == 0 || r->element != nullptr);
+
+    for (size_t i = 0; i < r->elements; i++) {
+        CHECK(r->element[i] != nullptr);
+        checkShape(r->element[i], depth + 1);
+    }
+}
+
+
 static void
 decode(const redisReply *r)
 {
+    checkShape(r, 0);
+
     for (size_t n = 1; n <= RL_MAX_LIMITS; n++) {
         rl_verdict_t  v;
 
@@ -106,12 +134,15 @@ decode(const redisReply *r)
 extern "C" int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    redisReader  *reader = redisReaderCreate();
-    void         *reply;
+    static rl::ReplyGuard   guard;
+    redisReader            *reader = redisReaderCreate();
+    void                   *reply;
 
     if (reader == nullptr) {
         return 0;
     }
+
+    guard.attach(reader);
 
     /* fed in two pieces, as bytes arrive from a socket */
     size_t  half = size / 2;

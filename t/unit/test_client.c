@@ -533,6 +533,166 @@ test_a_silent_peer_never_becomes_ready(void **state)
 }
 
 
+/*
+ * A peer that speaks some RESP: "+PONG" to each PING (the connection
+ * setup's) and the bytes of answer to any other command, on one connection
+ * at a time.
+ */
+typedef struct {
+    struct event  *accept_ev;
+    struct event  *read_ev;
+    int            listen_fd;
+    int            fd;
+    const char    *answer;
+} scripted_peer_t;
+
+
+/* one answer per command of the request array at *p; advances *p */
+static const char *
+peer_answer(const scripted_peer_t *peer, char **p)
+{
+    long   argc, len;
+    int    ping = 0;
+    char  *s = *p;
+
+    argc = strtol(s + 1, &s, 10);
+    s += 2;
+
+    while (argc-- > 0) {
+        len = strtol(s + 1, &s, 10);
+        s += 2;
+        ping = len == 4 && memcmp(s, "PING", 4) == 0;
+        s += len + 2;
+    }
+
+    *p = s;
+    return ping ? "+PONG\r\n" : peer->answer;
+}
+
+
+static void
+peer_read(evutil_socket_t fd, short what, void *data)
+{
+    scripted_peer_t  *p = data;
+    char              buf[4096];
+    char             *cmd;
+    ssize_t           n;
+    const char       *out;
+
+    (void) what;
+
+    /* whole commands come in one read: a few small ones, on loopback */
+    n = read(fd, buf, sizeof(buf) - 1);
+
+    if (n <= 0) {
+        event_del(p->read_ev);
+        close(fd);
+        p->fd = -1;
+        return;
+    }
+
+    buf[n] = '\0';
+
+    for (cmd = buf; cmd < buf + n && *cmd == '*'; /* void */) {
+        out = peer_answer(p, &cmd);
+        assert_int_equal(write(fd, out, strlen(out)), (ssize_t) strlen(out));
+    }
+}
+
+
+static void
+peer_accept(evutil_socket_t fd, short what, void *data)
+{
+    scripted_peer_t  *p = data;
+    int               c = accept(fd, NULL, NULL);
+
+    (void) what;
+
+    if (c < 0 || p->fd >= 0) {
+        if (c >= 0) {
+            close(c);
+        }
+        return;
+    }
+
+    p->fd = c;
+    event_assign(p->read_ev, event_get_base(p->accept_ev), c,
+                 EV_READ | EV_PERSIST, peer_read, p);
+    event_add(p->read_ev, NULL);
+}
+
+
+static int
+scripted_peer(fixture_t *f, scripted_peer_t *p, const char *answer)
+{
+    int  port;
+
+    p->listen_fd = silent_peer(&port);
+    p->fd = -1;
+    p->answer = answer;
+    p->accept_ev = event_new(f->base, p->listen_fd, EV_READ | EV_PERSIST,
+                             peer_accept, p);
+    p->read_ev = event_new(f->base, -1, 0, NULL, NULL);
+    assert_non_null(p->accept_ev);
+    assert_non_null(p->read_ev);
+    event_add(p->accept_ev, NULL);
+
+    return port;
+}
+
+
+static void
+scripted_peer_close(scripted_peer_t *p)
+{
+    event_free(p->accept_ev);
+    event_free(p->read_ev);
+    close(p->listen_fd);
+
+    if (p->fd >= 0) {
+        close(p->fd);
+    }
+}
+
+
+/*
+ * An array header claims its element count: hiredis would allocate a
+ * pointer for each before any arrives (4.9 GB here).  It is refused as a
+ * protocol error, at once, and the reason logged; so is a negative count
+ * (by hiredis itself, as Debian's 0.14.1 carries the CVE-2021-32765 fix).
+ */
+static void
+test_an_absurd_array_length_is_a_protocol_error(void **state)
+{
+    static const char *const  answers[] = { "*610001000\r\n", "*-2\r\n" };
+    static const char *const  logged[] = {
+        "Redis protocol error: array of 610001000 elements (at most 65536)",
+        "Redis protocol error: Multi-bulk length out of range",
+    };
+
+    fixture_t        *f = *state;
+    scripted_peer_t   p;
+    result_t          r;
+    size_t            i;
+
+    for (i = 0; i < 2; i++) {
+        f->client = client(f, scripted_peer(f, &p, answers[i]), 5000);
+        assert_non_null(f->client);
+
+        assert_non_null(start(f, "k", 3, 10000, &r));
+
+        /* the reply's header is enough: no waiting for the timeout */
+        wait_for(f, &r, 1000);
+        assert_int_equal(r.calls, 1);
+        assert_int_equal(r.v.error, RL_ERR_REPLY);
+        assert_int_equal(rl_event_loop_logged(f->loop, logged[i]), 1);
+
+        rl_client_destroy(f->client);
+        f->client = NULL;
+        scripted_peer_close(&p);
+    }
+}
+
+
 static void
 test_a_paused_redis_times_out_then_trips_the_breaker(void **state)
 {
@@ -821,6 +981,9 @@ main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             test_a_silent_peer_never_becomes_ready, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_an_absurd_array_length_is_a_protocol_error, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             test_a_paused_redis_times_out_then_trips_the_breaker, setup,
             teardown),
