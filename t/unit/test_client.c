@@ -536,7 +536,7 @@ test_a_silent_peer_never_becomes_ready(void **state)
 /*
  * A peer that speaks some RESP: "+PONG" to each PING (the connection
  * setup's) and the bytes of answer to any other command, on one connection
- * at a time.
+ * at a time; an empty answer is silence.
  */
 typedef struct {
     struct event  *accept_ev;
@@ -547,21 +547,33 @@ typedef struct {
 } scripted_peer_t;
 
 
-/* one answer per command of the request array at *p; advances *p */
+/*
+ * The answer to the command at *p, which it steps over; NULL when no whole
+ * command is left before end (the rest of a long pipeline, not answered).
+ */
 static const char *
-peer_answer(const scripted_peer_t *peer, char **p)
+peer_answer(const scripted_peer_t *peer, char **p, const char *end)
 {
-    long   argc, len;
+    long   argc, i, len;
     int    ping = 0;
     char  *s = *p;
 
     argc = strtol(s + 1, &s, 10);
     s += 2;
 
-    while (argc-- > 0) {
+    for (i = 0; i < argc; i++) {
+        if (s >= end || *s != '$') {
+            return NULL;
+        }
+
         len = strtol(s + 1, &s, 10);
         s += 2;
-        ping = len == 4 && memcmp(s, "PING", 4) == 0;
+
+        if (len < 0 || len + 2 > end - s) {
+            return NULL;
+        }
+
+        ping = argc == 1 && len == 4 && memcmp(s, "PING", 4) == 0;
         s += len + 2;
     }
 
@@ -581,7 +593,7 @@ peer_read(evutil_socket_t fd, short what, void *data)
 
     (void) what;
 
-    /* whole commands come in one read: a few small ones, on loopback */
+    /* whole commands come in one read when they are few and small */
     n = read(fd, buf, sizeof(buf) - 1);
 
     if (n <= 0) {
@@ -594,7 +606,12 @@ peer_read(evutil_socket_t fd, short what, void *data)
     buf[n] = '\0';
 
     for (cmd = buf; cmd < buf + n && *cmd == '*'; /* void */) {
-        out = peer_answer(p, &cmd);
+        out = peer_answer(p, &cmd, buf + n);
+
+        if (out == NULL) {
+            break;
+        }
+
         assert_int_equal(write(fd, out, strlen(out)), (ssize_t) strlen(out));
     }
 }
@@ -690,6 +707,63 @@ test_an_absurd_array_length_is_a_protocol_error(void **state)
         f->client = NULL;
         scripted_peer_close(&p);
     }
+}
+
+
+/*
+ * At most 10,000 checks wait for Redis in one worker: the next is answered
+ * at once, busy, and never called back; the others all end, each once.
+ */
+static void
+test_checks_in_flight_are_bounded(void **state)
+{
+    enum { bound = 10000 };
+
+    fixture_t        *f = *state;
+    scripted_peer_t   p;
+    result_t         *r, busy;
+    rl_check_t       *c;
+    int               i, n;
+
+    r = calloc(bound, sizeof(result_t));
+    assert_non_null(r);
+
+    /* a Redis that answers the connection setup, then nothing */
+    f->client = client(f, scripted_peer(f, &p, ""), 300);
+    assert_non_null(f->client);
+
+    for (i = 0; i < 50 && !rl_client_up(f->client); i++) {
+        run_for(f, 10);
+    }
+
+    assert_true(rl_client_up(f->client));
+
+    for (i = 0; i < bound; i++) {
+        assert_non_null(start(f, "k", 3, 10000, &r[i]));
+    }
+
+    c = start(f, "k", 3, 10000, &busy);
+    assert_null(c);
+    assert_int_equal(busy.v.error, RL_ERR_BUSY);
+
+    /* the checks time out together; none is lost, the refused one stays
+     * refused */
+    for (i = 0; i < 100 && r[bound - 1].calls == 0; i++) {
+        run_for(f, 10);
+    }
+
+    for (i = 0, n = 0; i < bound; i++) {
+        assert_int_equal(r[i].calls, 1);
+        n += r[i].v.error == RL_ERR_TIMEOUT;
+    }
+
+    assert_int_equal(n, bound);
+    assert_int_equal(busy.calls, 0);
+
+    rl_client_destroy(f->client);
+    f->client = NULL;
+    scripted_peer_close(&p);
+    free(r);
 }
 
 
@@ -984,6 +1058,8 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_an_absurd_array_length_is_a_protocol_error, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_checks_in_flight_are_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_paused_redis_times_out_then_trips_the_breaker, setup,
             teardown),
