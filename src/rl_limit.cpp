@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <cstdio>
 #include <cstring>
+#include <strings.h>
 
 
 namespace {
@@ -241,6 +242,163 @@ decodeReply(const redisReply *reply, size_t n, rl_verdict_t *v) noexcept
     return true;
 }
 
+void
+ReplyGuard::attach(redisReader *reader, const redisAsyncContext *ac) noexcept
+{
+    why_[0] = '\0';
+    ac_ = ac;
+    message_ = false;
+
+    if (reader->fn != &fn_) {
+        hiredis_ = reader->fn ? *reader->fn : redisReplyObjectFunctions {};
+        fn_ = hiredis_;
+        fn_.createString = createString;
+        fn_.createArray = createArray;
+        fn_.createInteger = createInteger;
+        fn_.createNil = createNil;
+        reader->fn = &fn_;
+    }
+
+    /* every task of the reader carries it: how the functions find us */
+    reader->privdata = this;
+}
+
+
+void
+ReplyGuard::refuse(const char *why) noexcept
+{
+    std::snprintf(why_, sizeof(why_), "%s", why);
+}
+
+
+/*
+ * The rules that keep hiredis from aborting; str is a string reply's text
+ * (nullptr for other types).  Arrays' sizes are checked in createArray.
+ */
+bool
+ReplyGuard::admit(const redisReadTask *task, const char *str, size_t len)
+    noexcept
+{
+    if (ac_ == nullptr) {
+        return true;
+    }
+
+    if (task->parent == nullptr) {
+        /* a new reply: hiredis matches it with the oldest command sent */
+        message_ = false;
+
+        if (ac_->replies.head != nullptr) {
+            return true;
+        }
+
+        if (ac_->c.flags & REDIS_SUBSCRIBED) {
+            message_ = task->type == REDIS_REPLY_ARRAY;
+            return true;
+        }
+
+        /* hiredis closes the connection on a spontaneous error itself */
+        if (task->type == REDIS_REPLY_ERROR) {
+            return true;
+        }
+
+        refuse("a reply to no command");
+        return false;
+    }
+
+    if (!message_ || task->parent->parent != nullptr || task->idx > 1) {
+        return true;
+    }
+
+    /* [ "message" or "subscribe", CHANNEL, ... ]: what a sentinel sends */
+    if (task->type == REDIS_REPLY_STRING
+        && (task->idx == 1
+            || (len == 7 && strncasecmp(str, "message", 7) == 0)
+            || (len == 9 && strncasecmp(str, "subscribe", 9) == 0)))
+    {
+        return true;
+    }
+
+    refuse("a malformed pub/sub message");
+    return false;
+}
+
+
+void *
+ReplyGuard::createString(const redisReadTask *task, char *str, size_t len)
+    noexcept
+{
+    ReplyGuard  *g = static_cast<ReplyGuard *>(task->privdata);
+
+    if (!g->admit(task, str, len)) {
+        return nullptr;
+    }
+
+    return g->hiredis_.createString
+           ? g->hiredis_.createString(task, str, len)
+           : reinterpret_cast<void *>(static_cast<intptr_t>(task->type));
+}
+
+
+void *
+ReplyGuard::createArray(const redisReadTask *task, int elements) noexcept
+{
+    ReplyGuard  *g = static_cast<ReplyGuard *>(task->privdata);
+    char         why[64];
+
+    if (elements < 0 || elements > kMaxReplyElements) {
+        std::snprintf(why, sizeof(why), "array of %d elements (at most %d)",
+                      elements, kMaxReplyElements);
+        g->refuse(why);
+        return nullptr;
+    }
+
+    if (!g->admit(task, nullptr, 0)) {
+        return nullptr;
+    }
+
+    /* hiredis reads a message's third element without checking it is
+     * there; its second is the channel */
+    if (g->message_ && task->parent == nullptr && elements < 3) {
+        g->refuse("a malformed pub/sub message");
+        return nullptr;
+    }
+
+    return g->hiredis_.createArray
+           ? g->hiredis_.createArray(task, elements)
+           : reinterpret_cast<void *>(REDIS_REPLY_ARRAY);
+}
+
+
+void *
+ReplyGuard::createInteger(const redisReadTask *task, long long value)
+    noexcept
+{
+    ReplyGuard  *g = static_cast<ReplyGuard *>(task->privdata);
+
+    if (!g->admit(task, nullptr, 0)) {
+        return nullptr;
+    }
+
+    return g->hiredis_.createInteger
+           ? g->hiredis_.createInteger(task, value)
+           : reinterpret_cast<void *>(REDIS_REPLY_INTEGER);
+}
+
+
+void *
+ReplyGuard::createNil(const redisReadTask *task) noexcept
+{
+    ReplyGuard  *g = static_cast<ReplyGuard *>(task->privdata);
+
+    if (!g->admit(task, nullptr, 0)) {
+        return nullptr;
+    }
+
+    return g->hiredis_.createNil ? g->hiredis_.createNil(task)
+                                 : reinterpret_cast<void *>(REDIS_REPLY_NIL);
+}
+
+
 } /* namespace rl */
 
 
@@ -275,43 +433,6 @@ rl_build_key(char *buf, const char *prefix, size_t prefix_len,
     p += name_len;
 
     return (size_t) (p - buf);
-}
-
-
-void
-rl::ReplyGuard::attach(redisReader *reader) noexcept
-{
-    why_[0] = '\0';
-
-    if (reader->fn != &fn_) {
-        /* hiredis' own functions, with createArray checked first */
-        fn_ = reader->fn ? *reader->fn : redisReplyObjectFunctions {};
-
-        create_ = fn_.createArray;
-        fn_.createArray = createArray;
-        reader->fn = &fn_;
-    }
-
-    /* every task of the reader carries it: how createArray finds us */
-    reader->privdata = this;
-}
-
-
-void *
-rl::ReplyGuard::createArray(const redisReadTask *task, int elements)
-    noexcept
-{
-    ReplyGuard  *g = static_cast<ReplyGuard *>(task->privdata);
-
-    if (elements < 0 || elements > kMaxReplyElements) {
-        std::snprintf(g->why_, sizeof(g->why_),
-                      "array of %d elements (at most %d)", elements,
-                      kMaxReplyElements);
-        return nullptr;
-    }
-
-    return g->create_ ? g->create_(task, elements)
-                      : reinterpret_cast<void *>(REDIS_REPLY_ARRAY);
 }
 
 

@@ -9,6 +9,7 @@
 
 #include "rl_api.h"
 
+#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include <cstdint>
@@ -29,34 +30,60 @@ bool decodeReply(const redisReply *reply, size_t n, rl_verdict_t *v) noexcept;
 
 
 /*
- * Bounds the arrays a Redis connection's reader builds.  An array's header
- * names its element count, and hiredis 0.14 allocates a pointer for each at
- * once: "*610001000" asks for 4.9 GB before a single element has arrived.
- * Attached to a reader, the guard refuses such a header (and a negative
- * count, which Debian's hiredis already refuses itself): the reader stops
- * with an error, which hiredis calls "Out of memory" (REDIS_ERR_OOM), and
- * the connection is closed; refusal() then tells the real reason.
+ * Checks each reply while hiredis' reader builds it, and stops the reader
+ * before a reply could make the worker allocate without bound or make
+ * hiredis abort it.  hiredis 0.14:
+ *
+ *   - allocates a pointer for each element an array header claims, at once
+ *     ("*610001000" asks for 4.9 GB before any element has arrived);
+ *   - assert()s, that is aborts the worker, when a connection that is not
+ *     subscribed gets a reply (other than an error) to no command, and when
+ *     a subscribed one gets an array that is not [string, string, ...], or
+ *     an "unsubscribe" without a count.
+ *
+ * The guard refuses an array of more than kMaxReplyElements (or fewer than
+ * 0) elements; and, given the async context, a reply to no command and
+ * a pub/sub message that is not ["message" or "subscribe", channel, x].  A
+ * refusal stops the reader with an error that hiredis calls "Out of memory"
+ * (REDIS_ERR_OOM) and closes the connection; refusal() tells the real
+ * reason.
  *
  * kMaxReplyElements is far above any reply the module reads (a batch of 64
- * checks, a sentinel's ROLE or address, a pub/sub message).  The guard must
+ * checks, a ROLE, a master's address, a pub/sub message).  The guard must
  * outlive the reader; attaching it again resets what it refused.
  */
 class ReplyGuard {
 public:
     static constexpr int  kMaxReplyElements = 1 << 16;
 
-    void attach(redisReader *reader) noexcept;
+    ReplyGuard() = default;
+    ReplyGuard(const ReplyGuard &) = delete;
+    ReplyGuard &operator=(const ReplyGuard &) = delete;
+
+    /* ac: the context whose reader this is, or nullptr for a bare reader */
+    void attach(redisReader *reader, const redisAsyncContext *ac = nullptr)
+        noexcept;
 
     /* why the reader stopped, when the guard stopped it; else nullptr */
     const char *refusal() const noexcept { return why_[0] ? why_ : nullptr; }
 
 private:
+    static void *createString(const redisReadTask *task, char *str,
+        size_t len) noexcept;
     static void *createArray(const redisReadTask *task, int elements)
         noexcept;
+    static void *createInteger(const redisReadTask *task, long long value)
+        noexcept;
+    static void *createNil(const redisReadTask *task) noexcept;
 
-    redisReplyObjectFunctions   fn_ {};
-    void                     *(*create_)(const redisReadTask *, int) =
-                                  nullptr;
+    bool admit(const redisReadTask *task, const char *str, size_t len)
+        noexcept;
+    void refuse(const char *why) noexcept;
+
+    redisReplyObjectFunctions   fn_ {};     /* ours, then hiredis' own: */
+    redisReplyObjectFunctions   hiredis_ {};
+    const redisAsyncContext    *ac_ = nullptr;
+    bool                        message_ = false;  /* a pub/sub message */
     char                        why_[64] = "";
 };
 

@@ -189,7 +189,7 @@ RedisClient::connect() noexcept
     }
 
     ac->data = this;
-    guard_.attach(ac->c.reader);
+    guard_.attach(ac->c.reader, ac);
     redisAsyncSetConnectCallback(ac, onConnect);
     redisAsyncSetDisconnectCallback(ac, onDisconnect);
 
@@ -777,7 +777,7 @@ RedisClient::cancel(Check *c) noexcept
 const char *
 RedisClient::protocolError(const redisAsyncContext *ac) const noexcept
 {
-    if (ac == ac_ && guard_.refusal()) {
+    if (ac == ac_ && ac->err == REDIS_ERR_OOM && guard_.refusal()) {
         return guard_.refusal();
     }
 
@@ -789,17 +789,20 @@ void
 RedisClient::finish(Check *c, const redisReply *reply,
     const redisAsyncContext *ac) noexcept
 {
-    rl_verdict_t  v;
-    bool          garbage = false, readonly = false;
+    rl_verdict_t   v;
+    bool           garbage = false, readonly = false;
+    const char    *protocol;
 
     if (reply == nullptr) {
         errorVerdict(&v, lostKind_,
                      lastError_.empty() ? "connection lost"
                                         : lastError_.c_str());
 
-        if (ac && protocolError(ac)) {
+        protocol = ac ? protocolError(ac) : nullptr;
+
+        if (protocol) {
             /* hiredis drops the connection on a reply it cannot parse */
-            errorVerdict(&v, RL_ERR_REPLY, protocolError(ac));
+            errorVerdict(&v, RL_ERR_REPLY, protocol);
 
         } else if (ac && ac->err && ac_ == ac) {
             /* Redis closed it or the socket failed: the disconnect
@@ -1010,11 +1013,11 @@ RedisClient::onDisconnect(const redisAsyncContext *ac, int status) noexcept
     }
 
     /* hiredis frees the context when this callback returns */
-    std::string  why;
-    bool         protocol = self->protocolError(ac) != nullptr;
+    std::string   why;
+    const char   *protocol = self->protocolError(ac);
 
     try {
-        why = protocol ? self->protocolError(ac)
+        why = protocol ? protocol
               : ac->errstr && ac->errstr[0] ? ac->errstr
               : "Server closed the connection";
     } catch (...) {
@@ -1162,7 +1165,7 @@ RedisClient::discover() noexcept
     }
 
     sac->data = this;
-    sentinelGuard_.attach(sac->c.reader);
+    sentinelGuard_.attach(sac->c.reader, sac);
     redisAsyncSetConnectCallback(sac, onSentinelConnect);
     sac_ = sac;
 
@@ -1256,7 +1259,21 @@ RedisClient::onSentinelReply(redisAsyncContext *ac, void *r, void *data)
     redisReply   *reply = static_cast<redisReply *>(r);
     char          msg[256];
 
-    if (self->sac_ != ac || reply == nullptr) {
+    if (self->sac_ != ac) {
+        /* we closed it ourselves */
+        return;
+    }
+
+    if (reply == nullptr) {
+        /* hiredis drops the connection and frees it when this returns */
+        const char  *why = self->sentinelGuard_.refusal();
+
+        if (why == nullptr) {
+            why = ac->c.errstr[0] ? ac->c.errstr : "connection lost";
+        }
+
+        self->sac_ = nullptr;
+        self->sentinelFailed(why);
         return;
     }
 
@@ -1337,7 +1354,7 @@ RedisClient::subscribe() noexcept
     }
 
     ac->data = this;
-    subGuard_.attach(ac->c.reader);
+    subGuard_.attach(ac->c.reader, ac);
     redisAsyncSetDisconnectCallback(ac, onSubscriptionDisconnect);
     subAc_ = ac;
 
@@ -1380,7 +1397,8 @@ RedisClient::onSwitch(redisAsyncContext *ac, void *r, void *data) noexcept
     }
 
     if (reply == nullptr) {
-        /* a failed connect: no disconnect callback comes */
+        /* the connection is gone: it failed to connect, was closed, or a
+         * reply was refused (see ReplyGuard) */
         self->subAc_ = nullptr;
         self->subSentinel_++;
         self->subscribeTimer_->start(1000);

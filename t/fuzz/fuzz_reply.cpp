@@ -8,7 +8,10 @@
  * The reader carries the client's ReplyGuard: an array header may not make
  * it allocate more than ReplyGuard::kMaxReplyElements pointers (without the
  * guard, "*610001000" asks for 4.9 GB: libFuzzer's out-of-memory).  Every
- * array the reader builds holds the elements it claims.
+ * array the reader builds holds the elements it claims.  The same bytes
+ * also go to readers whose guard sees a connection with no command
+ * waiting, subscribed or not: a reply it lets through must not trip one of
+ * the assert()s with which hiredis' async code would abort the worker.
  *
  * Besides memory errors and undefined behaviour, it checks the decoder's
  * contract: a success fills exactly n limits from an array of 2 + 4n
@@ -22,6 +25,7 @@
 #include "rl_api.h"
 #include "rl_limit.hpp"
 
+#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include <cstddef>
@@ -29,6 +33,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <strings.h>
 
 
 #define CHECK(cond)                                                           \
@@ -84,8 +89,6 @@ checkShape(const redisReply *r, int depth)
 static void
 decode(const redisReply *r)
 {
-    checkShape(r, 0);
-
     for (size_t n = 1; n <= RL_MAX_LIMITS; n++) {
         rl_verdict_t  v;
 
@@ -131,25 +134,48 @@ decode(const redisReply *r)
 }
 
 
-extern "C" int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* the checks hiredis' async code makes with assert() on what it is given */
+static void
+checkAsync(const redisReply *r, int flags)
+{
+    if (!(flags & REDIS_SUBSCRIBED)) {
+        /* a reply to no command: only an error (hiredis disconnects) */
+        CHECK(r->type == REDIS_REPLY_ERROR);
+        return;
+    }
+
+    if (r->type == REDIS_REPLY_ARRAY) {
+        CHECK(r->elements >= 3);
+        CHECK(r->element[0]->type == REDIS_REPLY_STRING);
+        CHECK(r->element[1]->type == REDIS_REPLY_STRING);
+        CHECK(strcasecmp(r->element[0]->str, "unsubscribe") != 0);
+    }
+}
+
+
+/*
+ * Feeds data to a reader in two pieces, as bytes arrive from a socket, and
+ * calls check on every complete reply.  ac: the async context the guard
+ * consults (no command waiting for a reply), or nullptr.
+ */
+static void
+feed(const uint8_t *data, size_t size, const redisAsyncContext *ac,
+    void (*check)(const redisReply *r, int flags))
 {
     static rl::ReplyGuard   guard;
     redisReader            *reader = redisReaderCreate();
     void                   *reply;
+    size_t                  half = size / 2;
 
     if (reader == nullptr) {
-        return 0;
+        return;
     }
 
-    guard.attach(reader);
-
-    /* fed in two pieces, as bytes arrive from a socket */
-    size_t  half = size / 2;
+    guard.attach(reader, ac);
 
     if (redisReaderFeed(reader, (const char *) data, half) != REDIS_OK) {
         redisReaderFree(reader);
-        return 0;
+        return;
     }
 
     for (int pass = 0; pass < 2; pass++) {
@@ -162,7 +188,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 break;
             }
 
-            decode(static_cast<redisReply *>(reply));
+            checkShape(static_cast<redisReply *>(reply), 0);
+            check(static_cast<redisReply *>(reply), ac ? ac->c.flags : 0);
             freeReplyObject(reply);
         }
 
@@ -175,5 +202,34 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     redisReaderFree(reader);
+}
+
+
+static void
+decodeAll(const redisReply *r, int flags)
+{
+    (void) flags;
+    decode(r);
+}
+
+
+extern "C" int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static redisAsyncContext  idle, subscribed;
+
+    /* a bare reader, as the client's before any command: every reply is
+     * decoded */
+    feed(data, size, nullptr, decodeAll);
+
+    /* a connection with no command waiting, subscribed or not: what the
+     * guard lets through never trips hiredis' asserts */
+    std::memset(&idle, 0, sizeof(idle));
+    feed(data, size, &idle, checkAsync);
+
+    std::memset(&subscribed, 0, sizeof(subscribed));
+    subscribed.c.flags = REDIS_SUBSCRIBED;
+    feed(data, size, &subscribed, checkAsync);
+
     return 0;
 }

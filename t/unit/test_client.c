@@ -534,17 +534,28 @@ test_a_silent_peer_never_becomes_ready(void **state)
 
 
 /*
- * A peer that speaks some RESP: "+PONG" to each PING (the connection
- * setup's) and the bytes of answer to any other command, on one connection
- * at a time; an empty answer is silence.
+ * A peer that speaks some RESP: "+PONG" to each PING (a connection setup's),
+ * answers[i + 1] to a command named answers[i] (pairs, up to a NULL), and
+ * answer to any other command; an empty answer is silence.  Up to 4
+ * connections at a time.
  */
+#define PEER_CONNS  4
+
+typedef struct scripted_peer_s  scripted_peer_t;
+
 typedef struct {
-    struct event  *accept_ev;
-    struct event  *read_ev;
-    int            listen_fd;
-    int            fd;
-    const char    *answer;
-} scripted_peer_t;
+    scripted_peer_t  *peer;
+    struct event     *ev;
+    int               fd;
+} peer_conn_t;
+
+struct scripted_peer_s {
+    struct event        *accept_ev;
+    int                  listen_fd;
+    const char          *answer;
+    const char *const   *answers;
+    peer_conn_t          conns[PEER_CONNS];
+};
 
 
 /*
@@ -554,9 +565,10 @@ typedef struct {
 static const char *
 peer_answer(const scripted_peer_t *peer, char **p, const char *end)
 {
-    long   argc, i, len;
-    int    ping = 0;
-    char  *s = *p;
+    long                 argc, i, len;
+    char                *s = *p, *name = NULL;
+    size_t               name_len = 0;
+    const char *const   *a;
 
     argc = strtol(s + 1, &s, 10);
     s += 2;
@@ -573,23 +585,38 @@ peer_answer(const scripted_peer_t *peer, char **p, const char *end)
             return NULL;
         }
 
-        ping = argc == 1 && len == 4 && memcmp(s, "PING", 4) == 0;
+        if (i == 0) {
+            name = s;
+            name_len = (size_t) len;
+        }
+
         s += len + 2;
     }
 
     *p = s;
-    return ping ? "+PONG\r\n" : peer->answer;
+
+    if (argc == 1 && name_len == 4 && memcmp(name, "PING", 4) == 0) {
+        return "+PONG\r\n";
+    }
+
+    for (a = peer->answers; a && a[0]; a += 2) {
+        if (strlen(a[0]) == name_len && memcmp(name, a[0], name_len) == 0) {
+            return a[1];
+        }
+    }
+
+    return peer->answer;
 }
 
 
 static void
 peer_read(evutil_socket_t fd, short what, void *data)
 {
-    scripted_peer_t  *p = data;
-    char              buf[4096];
-    char             *cmd;
-    ssize_t           n;
-    const char       *out;
+    peer_conn_t  *pc = data;
+    char          buf[4096];
+    char         *cmd;
+    ssize_t       n;
+    const char   *out;
 
     (void) what;
 
@@ -597,16 +624,16 @@ peer_read(evutil_socket_t fd, short what, void *data)
     n = read(fd, buf, sizeof(buf) - 1);
 
     if (n <= 0) {
-        event_del(p->read_ev);
+        event_free(pc->ev);
         close(fd);
-        p->fd = -1;
+        pc->fd = -1;
         return;
     }
 
     buf[n] = '\0';
 
     for (cmd = buf; cmd < buf + n && *cmd == '*'; /* void */) {
-        out = peer_answer(p, &cmd, buf + n);
+        out = peer_answer(pc->peer, &cmd, buf + n);
 
         if (out == NULL) {
             break;
@@ -621,37 +648,47 @@ static void
 peer_accept(evutil_socket_t fd, short what, void *data)
 {
     scripted_peer_t  *p = data;
-    int               c = accept(fd, NULL, NULL);
+    int               c = accept(fd, NULL, NULL), i;
 
     (void) what;
 
-    if (c < 0 || p->fd >= 0) {
-        if (c >= 0) {
-            close(c);
-        }
+    if (c < 0) {
         return;
     }
 
-    p->fd = c;
-    event_assign(p->read_ev, event_get_base(p->accept_ev), c,
-                 EV_READ | EV_PERSIST, peer_read, p);
-    event_add(p->read_ev, NULL);
+    for (i = 0; i < PEER_CONNS; i++) {
+        if (p->conns[i].fd < 0) {
+            p->conns[i].fd = c;
+            p->conns[i].ev = event_new(event_get_base(p->accept_ev), c,
+                                       EV_READ | EV_PERSIST, peer_read,
+                                       &p->conns[i]);
+            assert_non_null(p->conns[i].ev);
+            event_add(p->conns[i].ev, NULL);
+            return;
+        }
+    }
+
+    close(c);
 }
 
 
 static int
 scripted_peer(fixture_t *f, scripted_peer_t *p, const char *answer)
 {
-    int  port;
+    int  port, i;
 
+    memset(p, 0, sizeof(*p));
     p->listen_fd = silent_peer(&port);
-    p->fd = -1;
     p->answer = answer;
+
+    for (i = 0; i < PEER_CONNS; i++) {
+        p->conns[i].peer = p;
+        p->conns[i].fd = -1;
+    }
+
     p->accept_ev = event_new(f->base, p->listen_fd, EV_READ | EV_PERSIST,
                              peer_accept, p);
-    p->read_ev = event_new(f->base, -1, 0, NULL, NULL);
     assert_non_null(p->accept_ev);
-    assert_non_null(p->read_ev);
     event_add(p->accept_ev, NULL);
 
     return port;
@@ -661,12 +698,16 @@ scripted_peer(fixture_t *f, scripted_peer_t *p, const char *answer)
 static void
 scripted_peer_close(scripted_peer_t *p)
 {
+    int  i;
+
     event_free(p->accept_ev);
-    event_free(p->read_ev);
     close(p->listen_fd);
 
-    if (p->fd >= 0) {
-        close(p->fd);
+    for (i = 0; i < PEER_CONNS; i++) {
+        if (p->conns[i].fd >= 0) {
+            event_free(p->conns[i].ev);
+            close(p->conns[i].fd);
+        }
     }
 }
 
@@ -675,7 +716,7 @@ scripted_peer_close(scripted_peer_t *p)
  * An array header claims its element count: hiredis would allocate a
  * pointer for each before any arrives (4.9 GB here).  It is refused as a
  * protocol error, at once, and the reason logged; so is a negative count
- * (by hiredis itself, as Debian's 0.14.1 carries the CVE-2021-32765 fix).
+ * (by hiredis itself, since 0.14.0).
  */
 static void
 test_an_absurd_array_length_is_a_protocol_error(void **state)
@@ -702,6 +743,168 @@ test_an_absurd_array_length_is_a_protocol_error(void **state)
         assert_int_equal(r.calls, 1);
         assert_int_equal(r.v.error, RL_ERR_REPLY);
         assert_int_equal(rl_event_loop_logged(f->loop, logged[i]), 1);
+
+        rl_client_destroy(f->client);
+        f->client = NULL;
+        scripted_peer_close(&p);
+    }
+}
+
+
+/*
+ * A reply to no command makes hiredis 0.14 abort() the process (an assert
+ * in redisProcessCallbacks); here the peer answers a check twice.  The
+ * first answer counts, the second is refused as a protocol error.
+ */
+static void
+test_a_reply_to_no_command_is_a_protocol_error(void **state)
+{
+    fixture_t        *f = *state;
+    scripted_peer_t   p;
+    result_t          r;
+
+    /* one check of one limit: allowed, 1 limit, count 1, remaining 2,
+     * reset in 10 s, no retry; then "+OK" */
+    f->client = client(f, scripted_peer(f, &p,
+        "*1\r\n*6\r\n:1\r\n:1\r\n:1\r\n:2\r\n:10000\r\n:0\r\n+OK\r\n"),
+        1000);
+    assert_non_null(f->client);
+
+    assert_non_null(start(f, "k", 3, 10000, &r));
+    wait_for(f, &r, 1000);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.v.error, RL_OK);
+    assert_int_equal(r.v.allowed, 1);
+
+    run_for(f, 50);
+    assert_int_equal(rl_event_loop_logged(f->loop,
+        "Redis protocol error: a reply to no command"), 1);
+
+    rl_client_destroy(f->client);
+    f->client = NULL;
+    scripted_peer_close(&p);
+}
+
+
+static rl_client_t *
+sentinel_client(fixture_t *f, int port)
+{
+    char               err[128];
+    const char        *hosts[] = { "127.0.0.1" };
+    int                ports[1];
+    rl_redis_conf_t    conf;
+
+    ports[0] = port;
+
+    memset(&conf, 0, sizeof(conf));
+    conf.connect_timeout_ms = 200;
+    conf.timeout_ms = 200;
+    conf.nsentinels = 1;
+    conf.sentinel_hosts = hosts;
+    conf.sentinel_ports = ports;
+    conf.master_name = "mymaster";
+
+    return rl_client_create(f->loop, &conf, err, sizeof(err));
+}
+
+
+/*
+ * A sentinel whose reply breaks the connection: the worker used to keep the
+ * freed connection and free it again when the connect timer fired.
+ */
+static void
+test_a_sentinel_that_breaks_the_protocol_is_given_up(void **state)
+{
+    static const char *const  answers[] = { "*610001000\r\n", "?\r\n" };
+    static const char *const  logged[] = {
+        "Failed to discover the Redis master from Sentinel: sentinel "
+        "127.0.0.1:%d: array of 610001000 elements (at most 65536)",
+        "Failed to discover the Redis master from Sentinel: sentinel "
+        "127.0.0.1:%d: Protocol error",
+    };
+
+    fixture_t        *f = *state;
+    scripted_peer_t   p;
+    result_t          r;
+    char              line[256];
+    size_t            i;
+    int               port;
+
+    for (i = 0; i < 2; i++) {
+        port = scripted_peer(f, &p, answers[i]);
+        f->client = sentinel_client(f, port);
+        assert_non_null(f->client);
+
+        /* no master known yet: answered at once, and discovery starts */
+        assert_null(start(f, "k", 3, 10000, &r));
+
+        /* past the connect timeout, which used to free it a second time */
+        run_for(f, 400);
+
+        snprintf(line, sizeof(line), logged[i], port);
+        assert_int_equal(rl_event_loop_logged(f->loop, line), 1);
+        assert_false(rl_client_up(f->client));
+
+        rl_client_destroy(f->client);
+        f->client = NULL;
+        scripted_peer_close(&p);
+    }
+}
+
+
+/*
+ * A subscribed connection that gets an array shorter than a message, or one
+ * not made of strings, made hiredis 0.14 abort() the process.  The sentinel
+ * here names the real Redis as master and answers the +switch-master
+ * subscription with such arrays: the master's connection carries on.
+ */
+static void
+test_malformed_sentinel_messages_are_refused(void **state)
+{
+    static const char *const  messages[] = {
+        "*1\r\n:1\r\n",
+        "*3\r\n:1\r\n$14\r\n+switch-master\r\n:1\r\n",
+        "*2\r\n$11\r\nunsubscribe\r\n$14\r\n+switch-master\r\n",
+    };
+
+    fixture_t        *f = *state;
+    scripted_peer_t   p;
+    result_t          r;
+    char              addr[64];
+    const char       *answers[5];
+    size_t            i;
+    int               j;
+
+    if (!f->port) {
+        skip();
+    }
+
+    snprintf(addr, sizeof(addr), "*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%d\r\n",
+             snprintf(NULL, 0, "%d", f->port), f->port);
+
+    for (i = 0; i < 3; i++) {
+        answers[0] = "SENTINEL";
+        answers[1] = addr;
+        answers[2] = "SUBSCRIBE";
+        answers[3] = messages[i];
+        answers[4] = NULL;
+
+        f->client = sentinel_client(f, scripted_peer(f, &p, ""));
+        p.answers = answers;
+        assert_non_null(f->client);
+
+        /* the subscription gets its message; the master comes up */
+        for (j = 0; j < 100 && !rl_client_up(f->client); j++) {
+            run_for(f, 10);
+        }
+
+        assert_true(rl_client_up(f->client));
+
+        assert_non_null(start(f, f->key, 3, 10000, &r));
+        wait_for(f, &r, 1000);
+        assert_int_equal(r.calls, 1);
+        assert_int_equal(r.v.error, RL_OK);
+        assert_int_equal(r.v.allowed, 1);
 
         rl_client_destroy(f->client);
         f->client = NULL;
@@ -1058,6 +1261,14 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_an_absurd_array_length_is_a_protocol_error, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_reply_to_no_command_is_a_protocol_error, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_sentinel_that_breaks_the_protocol_is_given_up, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_malformed_sentinel_messages_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_checks_in_flight_are_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(
