@@ -215,6 +215,8 @@ static ngx_int_t ngx_http_rate_limit_handler(ngx_http_request_t *r);
 static ngx_http_rate_limit_ctx_t *ngx_http_rate_limit_get_ctx(
     ngx_http_request_t *r);
 static void ngx_http_rate_limit_cleanup(void *data);
+static void ngx_http_rate_limit_bound(ngx_http_rate_limit_t *limit,
+    rl_limit_result_t *res);
 static void ngx_http_rate_limit_log_rejection(ngx_http_rate_limit_ctx_t *ctx,
     ngx_uint_t i, uint64_t count, ngx_flag_t cached, ngx_uint_t suppressed);
 static ngx_uint_t ngx_http_rate_limit_cached(ngx_http_rate_limit_ctx_t *ctx,
@@ -822,8 +824,10 @@ ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
     retry = 0;
 
     for (i = 0; i < v->nlimits; i++) {
-        res = &v->limits[i];
+        res = &ctx->results[i];
         limit = ctx->limits[i];
+
+        ngx_http_rate_limit_bound(limit, &ctx->results[i]);
 
         if (res->remaining < remaining) {
             remaining = res->remaining;
@@ -887,6 +891,37 @@ ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
     ctx->status = ctx->local ? NGX_HTTP_RATE_LIMIT_LOCAL_REJECTED
                              : NGX_HTTP_RATE_LIMIT_REJECTED;
     ctx->rc = lcf->status_code;
+}
+
+
+/*
+ * No script reports a wait longer than two of its limit's windows (gcra with
+ * a burst above requests: two bursts' worth of intervals).  A reply beyond
+ * that comes from a broken or foreign Redis: believed, it would pin the key
+ * in the over-limit cache until a restart and send absurd Retry-After and
+ * RateLimit values, so it is cut to that horizon.
+ */
+static void
+ngx_http_rate_limit_bound(ngx_http_rate_limit_t *limit,
+    rl_limit_result_t *res)
+{
+    uint64_t  horizon, bursts;
+
+    bursts = 1;
+
+    if (limit->burst > limit->requests) {
+        bursts = (limit->burst + limit->requests - 1) / limit->requests;
+    }
+
+    horizon = 2 * (uint64_t) limit->window * bursts;
+
+    if (res->retry_ms > horizon) {
+        res->retry_ms = horizon;
+    }
+
+    if (res->reset_ms > horizon) {
+        res->reset_ms = horizon;
+    }
 }
 
 

@@ -333,6 +333,16 @@ ReplyGuard::createString(const redisReadTask *task, char *str, size_t len)
         return nullptr;
     }
 
+    if (task->type == REDIS_REPLY_ERROR || task->type == REDIS_REPLY_STATUS) {
+        /* their text goes to the error log: no line breaks, escapes or NULs
+         * of the peer's there (str is in the reader's buffer, read once) */
+        for (size_t i = 0; i < len; i++) {
+            if ((unsigned char) str[i] < 0x20 || str[i] == 0x7f) {
+                str[i] = '?';
+            }
+        }
+    }
+
     return g->hiredis_.createString
            ? g->hiredis_.createString(task, str, len)
            : reinterpret_cast<void *>(static_cast<intptr_t>(task->type));

@@ -43,10 +43,14 @@ bool decodeReply(const redisReply *reply, size_t n, rl_verdict_t *v) noexcept;
  *
  * The guard refuses an array of more than kMaxReplyElements (or fewer than
  * 0) elements; and, given the async context, a reply to no command and
- * a pub/sub message that is not ["message" or "subscribe", channel, x].  A
- * refusal stops the reader with an error that hiredis calls "Out of memory"
- * (REDIS_ERR_OOM) and closes the connection; refusal() tells the real
- * reason.
+ * a pub/sub message that is not ["message" or "subscribe", channel, x].  It
+ * also turns control bytes in error and status text, which ends up in the
+ * error log, into '?' (a peer's "-ERR x\n2026/12/03 ... [notice] ..." would
+ * forge a log line).
+ *
+ * A refusal stops the reader with an error that hiredis calls "Out of
+ * memory" (REDIS_ERR_OOM) and closes the connection; refusal() tells the
+ * real reason.
  *
  * kMaxReplyElements is far above any reply the module reads (a batch of 64
  * checks, a ROLE, a master's address, a pub/sub message).  The guard must

@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <strings.h>
 #include <new>
 
 
@@ -1057,6 +1058,17 @@ RedisClient::onHandshake(redisAsyncContext *ac, void *r, void *data) noexcept
         self->breakConnection(RL_ERR_AUTH,
                               "Redis refused the connection setup: ",
                               why.c_str());
+        return;
+    }
+
+    /* AUTH and SELECT answer +OK; PING, sent last, +PONG: anything else is
+     * not Redis, or a peer that spoke before it was asked */
+    if (reply->type != REDIS_REPLY_STATUS
+        || (self->handshakePending_ == 1
+            && strcasecmp(reply->str, "PONG") != 0))
+    {
+        self->breakConnection(RL_ERR_REPLY, "Redis protocol error: ",
+                              "unexpected reply to the connection setup");
         return;
     }
 

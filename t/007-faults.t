@@ -1003,3 +1003,31 @@ Redis connection lost: Server closed the connection. Using fallback mode.
 Allowing request from 127.0.0.1 (connect: Server closed the connection)
 --- no_error_log
 (connect: connection lost
+
+
+
+=== TEST 35: a reply whose wait is 2^63 ms is cut to two windows: Retry-After 2, and the key leaves the over-limit cache 2 s later
+--- http_config eval: $::Http
+--- config
+    location /short/ {
+        rate_limit signature requests=3 window=1s key=$arg_k;
+        add_header X-RL-Status $rate_limit_status always;
+        empty_gif;
+    }
+--- init
+main::fault('raw *1\r\n*6\r\n:0\r\n:1\r\n:4\r\n:0\r\n'
+            . ':9223372036854775807\r\n:9223372036854775807\r\n');
+--- request
+GET /short/x?k=p
+--- error_code: 429
+--- response_headers
+Retry-After: 2
+X-RL-Status: REJECTED
+--- check
+main::fault('pass');
+is(http_get('/short/x?k=p')->{status}, 429, 'still in the over-limit cache');
+Time::HiRes::sleep(2.3);
+is(http_get('/short/x?k=p')->{status}, 200,
+   'out of it once the two windows are over');
+--- error_log
+Rate limit exceeded for IP p on signature endpoint. Attempts: 4/3

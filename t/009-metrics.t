@@ -182,7 +182,7 @@ for (1 .. 50) {
 open my $fh, '<', servroot() . '/logs/nginx.pid' or die $!;
 my $master = <$fh>;
 chomp $master;
-my @kids = grep { /^\d+$/ && (`cat /proc/$_/stat 2>/dev/null` =~ /^\d+ \(\S+\) \S (\d+)/)[0] == $master }
+my @kids = grep { /^\d+$/ && ((`cat /proc/$_/stat 2>/dev/null` =~ /^\d+ \(\S+\) \S (\d+)/)[0] // 0) == $master }
            map { m{/proc/(\d+)$} ? $1 : () } glob '/proc/[0-9]*';
 ok(@kids >= 4, 'four workers found');
 kill 'KILL', $kids[0];

@@ -29,8 +29,10 @@
  *   garbage           answer every command with bytes that are not RESP
  *   error TEXT        answer every command with "-TEXT\r\n"
  *   wrong-type        answer every command with "+OK\r\n"
+ *   raw RESP          answer every command with RESP, written with \r and
+ *                     \n for CR and LF (a reply a broken Redis might send)
  *
- * In the last three a bare PING is answered "+PONG", as a Redis whose
+ * In the last four a bare PING is answered "+PONG", as a Redis whose
  * scripts fail still answers it: the module's connection setup passes and
  * the fault reaches its checks.
  *
@@ -96,7 +98,8 @@ typedef enum {
     MODE_REFUSE,
     MODE_GARBAGE,
     MODE_ERROR,
-    MODE_WRONG_TYPE
+    MODE_WRONG_TYPE,
+    MODE_RAW
 } mode_e;
 
 
@@ -141,6 +144,8 @@ static const char             *pid_file;
 static mode_e                  mode = MODE_PASS;
 static unsigned                delay_ms;
 static char                    error_text[ERROR_TEXT_MAX];
+static char                    raw_reply[ERROR_TEXT_MAX];
+static size_t                  raw_len;
 
 static conn_t                 *conns;
 static unsigned                next_id = 1;
@@ -594,6 +599,14 @@ conn_process(conn_t *c)
 
             break;
 
+        case MODE_RAW:
+            evbuffer_drain(in, (size_t) n);
+            if (reply(c, NULL, raw_reply, raw_len, 0) != 0) {
+                return;
+            }
+
+            break;
+
         case MODE_ERROR:
             evbuffer_drain(in, (size_t) n);
             len = (size_t) snprintf(line, sizeof(line), "-%s\r\n",
@@ -884,13 +897,39 @@ set_mode(const char *arg)
     } else if (IS("wrong-type")) {
         m = MODE_WRONG_TYPE;
 
+    } else if (IS("raw")) {
+        /* RESP written with \r and \n for CR and LF */
+        raw_len = 0;
+
+        for (const char *q = rest; *q; q++) {
+            if (raw_len == sizeof(raw_reply)) {
+                return "raw takes at most 512 bytes";
+            }
+
+            if (q[0] == '\\' && (q[1] == 'r' || q[1] == 'n')) {
+                raw_reply[raw_len++] = q[1] == 'r' ? '\r' : '\n';
+                q++;
+                continue;
+            }
+
+            raw_reply[raw_len++] = *q;
+        }
+
+        if (raw_len == 0) {
+            return "raw takes the bytes of the reply";
+        }
+
+        m = MODE_RAW;
+
     } else {
         return "unknown mode";
     }
 
 #undef IS
 
-    if (m != MODE_DELAY && m != MODE_ERROR && *rest != '\0') {
+    if (m != MODE_DELAY && m != MODE_ERROR && m != MODE_RAW
+        && *rest != '\0')
+    {
         return "this mode takes no argument";
     }
 

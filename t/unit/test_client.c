@@ -4,6 +4,7 @@
  * refuse or never answer.
  */
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -27,6 +28,7 @@
 typedef struct {
     int           calls;
     rl_verdict_t  v;
+    char          why[128];      /* v.errstr, which lives in the callback */
 } result_t;
 
 
@@ -57,6 +59,7 @@ on_done(void *data, const rl_verdict_t *v)
     r->calls++;
     r->v = *v;
     r->v.errstr = NULL;
+    snprintf(r->why, sizeof(r->why), "%s", v->errstr ? v->errstr : "");
 }
 
 
@@ -537,7 +540,7 @@ test_a_silent_peer_never_becomes_ready(void **state)
  * A peer that speaks some RESP: "+PONG" to each PING (a connection setup's),
  * answers[i + 1] to a command named answers[i] (pairs, up to a NULL), and
  * answer to any other command; an empty answer is silence.  Up to 4
- * connections at a time.
+ * connections at a time, each greeted with greeting if it is set.
  */
 #define PEER_CONNS  4
 
@@ -552,6 +555,7 @@ typedef struct {
 struct scripted_peer_s {
     struct event        *accept_ev;
     int                  listen_fd;
+    const char          *greeting;        /* sent on accept, or NULL */
     const char          *answer;
     const char *const   *answers;
     peer_conn_t          conns[PEER_CONNS];
@@ -639,7 +643,10 @@ peer_read(evutil_socket_t fd, short what, void *data)
             break;
         }
 
-        assert_int_equal(write(fd, out, strlen(out)), (ssize_t) strlen(out));
+        /* the client may have hung up already: nothing to answer then */
+        if (write(fd, out, strlen(out)) != (ssize_t) strlen(out)) {
+            break;
+        }
     }
 }
 
@@ -664,6 +671,12 @@ peer_accept(evutil_socket_t fd, short what, void *data)
                                        &p->conns[i]);
             assert_non_null(p->conns[i].ev);
             event_add(p->conns[i].ev, NULL);
+
+            if (p->greeting) {
+                assert_int_equal(write(c, p->greeting, strlen(p->greeting)),
+                                 (ssize_t) strlen(p->greeting));
+            }
+
             return;
         }
     }
@@ -779,6 +792,63 @@ test_a_reply_to_no_command_is_a_protocol_error(void **state)
     run_for(f, 50);
     assert_int_equal(rl_event_loop_logged(f->loop,
         "Redis protocol error: a reply to no command"), 1);
+
+    rl_client_destroy(f->client);
+    f->client = NULL;
+    scripted_peer_close(&p);
+}
+
+
+/*
+ * Redis' error text is logged: the peer's line breaks, escapes and NULs
+ * must not reach the log (a forged line, a terminal escape, a cut line).
+ */
+static void
+test_control_bytes_of_an_error_reply_are_replaced(void **state)
+{
+    fixture_t        *f = *state;
+    scripted_peer_t   p;
+    result_t          r;
+
+    f->client = client(f, scripted_peer(f, &p,
+        "-ERR x\n2026/12/03 [notice] forged \033[31mred\r\n"), 1000);
+    assert_non_null(f->client);
+
+    assert_non_null(start(f, "k", 3, 10000, &r));
+    wait_for(f, &r, 1000);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.v.error, RL_ERR_REPLY);
+    assert_string_equal(r.why, "ERR x?2026/12/03 [notice] forged ?[31mred");
+
+    rl_client_destroy(f->client);
+    f->client = NULL;
+    scripted_peer_close(&p);
+}
+
+
+/*
+ * A peer that speaks first: its "+OK" would be taken for the answer to
+ * the setup's PING, and the connection reported as up.
+ */
+static void
+test_a_peer_that_speaks_first_is_not_taken_for_redis(void **state)
+{
+    fixture_t        *f = *state;
+    scripted_peer_t   p;
+    result_t          r;
+
+    f->client = client(f, scripted_peer(f, &p, ""), 1000);
+    assert_non_null(f->client);
+    p.greeting = "+OK\r\n";
+
+    assert_non_null(start(f, "k", 3, 10000, &r));
+    wait_for(f, &r, 1000);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.v.error, RL_ERR_REPLY);
+    assert_false(rl_client_up(f->client));
+    assert_int_equal(rl_event_loop_logged(f->loop,
+        "Redis protocol error: unexpected reply to the connection setup"), 1);
+    assert_int_equal(rl_event_loop_logged(f->loop, "connected to Redis"), 0);
 
     rl_client_destroy(f->client);
     f->client = NULL;
@@ -1265,6 +1335,12 @@ main(void)
             test_a_reply_to_no_command_is_a_protocol_error, setup,
             teardown),
         cmocka_unit_test_setup_teardown(
+            test_control_bytes_of_an_error_reply_are_replaced, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_peer_that_speaks_first_is_not_taken_for_redis, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
             test_a_sentinel_that_breaks_the_protocol_is_given_up, setup,
             teardown),
         cmocka_unit_test_setup_teardown(
@@ -1280,6 +1356,9 @@ main(void)
             test_destroying_the_client_drops_checks_in_flight, setup,
             teardown),
     };
+
+    /* a peer here may write to a client that hung up, as nginx ignores */
+    signal(SIGPIPE, SIG_IGN);
 
     if (redis_port() == 0) {
         fprintf(stderr, "RL_TEST_REDIS_PORT is not set: the tests that "
