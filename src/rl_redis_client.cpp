@@ -1312,6 +1312,11 @@ RedisClient::onSentinelReply(redisAsyncContext *ac, void *r, void *data)
     /* a host name would be resolved by a blocking getaddrinfo() */
     unsigned char  bin[16];
 
+    if (std::strlen(reply->element[0]->str) != reply->element[0]->len) {
+        self->sentinelFailed("the master's address holds a NUL byte");
+        return;
+    }
+
     if (inet_pton(AF_INET, reply->element[0]->str, bin) != 1
         && inet_pton(AF_INET6, reply->element[0]->str, bin) != 1)
     {
@@ -1319,9 +1324,22 @@ RedisClient::onSentinelReply(redisAsyncContext *ac, void *r, void *data)
         return;
     }
 
+    /* a port as Redis writes it: 1 to 65535, digits only */
+    char          *end;
+    unsigned long  port = std::strtoul(reply->element[1]->str, &end, 10);
+
+    if (reply->element[1]->len == 0 || reply->element[1]->len > 5
+        || reply->element[1]->str[0] < '0' || reply->element[1]->str[0] > '9'
+        || end != reply->element[1]->str + reply->element[1]->len
+        || port == 0 || port > 65535)
+    {
+        self->sentinelFailed("the master's port is not a port number");
+        return;
+    }
+
     try {
         self->host_.assign(reply->element[0]->str, reply->element[0]->len);
-        self->port_ = std::atoi(reply->element[1]->str);
+        self->port_ = (int) port;
         self->addr_ = self->host_ + ":" + std::to_string(self->port_);
 
     } catch (...) {
@@ -1543,7 +1561,8 @@ RedisClient::onRole(redisAsyncContext *ac, void *r, void *data) noexcept
 
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0
         && reply->element[0]->type == REDIS_REPLY_STRING
-        && std::strcmp(reply->element[0]->str, "master") == 0)
+        && reply->element[0]->len == 6
+        && std::memcmp(reply->element[0]->str, "master", 6) == 0)
     {
         if (--self->handshakePending_ == 0 && self->connected_) {
             self->handshakeDone();

@@ -879,18 +879,28 @@ sentinel_client(fixture_t *f, int port)
 
 
 /*
- * A sentinel whose reply breaks the connection: the worker used to keep the
- * freed connection and free it again when the connect timer fired.
+ * A sentinel whose reply breaks the connection (the worker used to keep the
+ * freed connection and free it again when the connect timer fired), or
+ * names a port that is none (it used to be read as 0, or as 99999).
  */
 static void
 test_a_sentinel_that_breaks_the_protocol_is_given_up(void **state)
 {
-    static const char *const  answers[] = { "*610001000\r\n", "?\r\n" };
+    static const char *const  answers[] = {
+        "*610001000\r\n",
+        "?\r\n",
+        "*2\r\n$9\r\n127.0.0.1\r\n$3\r\nabc\r\n",
+        "*2\r\n$9\r\n127.0.0.1\r\n$5\r\n99999\r\n",
+    };
     static const char *const  logged[] = {
         "Failed to discover the Redis master from Sentinel: sentinel "
         "127.0.0.1:%d: array of 610001000 elements (at most 65536)",
         "Failed to discover the Redis master from Sentinel: sentinel "
         "127.0.0.1:%d: Protocol error",
+        "Failed to discover the Redis master from Sentinel: sentinel "
+        "127.0.0.1:%d: the master's port is not a port number",
+        "Failed to discover the Redis master from Sentinel: sentinel "
+        "127.0.0.1:%d: the master's port is not a port number",
     };
 
     fixture_t        *f = *state;
@@ -900,7 +910,7 @@ test_a_sentinel_that_breaks_the_protocol_is_given_up(void **state)
     size_t            i;
     int               port;
 
-    for (i = 0; i < 2; i++) {
+    for (i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
         port = scripted_peer(f, &p, answers[i]);
         f->client = sentinel_client(f, port);
         assert_non_null(f->client);
