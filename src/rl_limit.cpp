@@ -264,6 +264,34 @@ ReplyGuard::attach(redisReader *reader, const redisAsyncContext *ac) noexcept
 }
 
 
+bool
+ReplyGuard::beforeRead(redisAsyncContext *ac) noexcept
+{
+    redisReader  *r = ac->c.reader;
+    ReplyGuard   *g;
+
+    if (r == nullptr || r->len - r->pos <= kMaxPendingBytes
+        || r->fn == nullptr || r->fn->createArray != createArray)
+    {
+        return true;
+    }
+
+    g = static_cast<ReplyGuard *>(r->privdata);
+
+    std::snprintf(g->why_, sizeof(g->why_),
+                  "a reply of more than %zu bytes", kMaxPendingBytes);
+
+    /* as a refused reply: the error hiredis sets when we refuse one */
+    ac->c.err = REDIS_ERR_OOM;
+    std::snprintf(ac->c.errstr, sizeof(ac->c.errstr), "%s", g->why_);
+    ac->err = ac->c.err;
+    ac->errstr = ac->c.errstr;
+
+    redisAsyncFree(ac);
+    return false;
+}
+
+
 void
 ReplyGuard::refuse(const char *why) noexcept
 {

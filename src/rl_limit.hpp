@@ -52,8 +52,9 @@ bool decodeReply(const redisReply *reply, size_t n, rl_verdict_t *v) noexcept;
  * memory" (REDIS_ERR_OOM) and closes the connection; refusal() tells the
  * real reason.
  *
- * kMaxReplyElements is far above any reply the module reads (a batch of 64
- * checks, a ROLE, a master's address, a pub/sub message).  The guard must
+ * kMaxReplyElements and kMaxPendingBytes are far above any reply the
+ * module reads (a batch of 64 checks of 16 limits is under 100 KB; a ROLE,
+ * a master's address, a pub/sub message are smaller).  The guard must
  * outlive the reader; attaching it again resets what it refused.
  */
 class ReplyGuard {
@@ -67,6 +68,17 @@ public:
     /* ac: the context whose reader this is, or nullptr for a bare reader */
     void attach(redisReader *reader, const redisAsyncContext *ac = nullptr)
         noexcept;
+
+    /*
+     * The event loop's read handler calls this before it lets hiredis read
+     * ac's socket.  A reply still incomplete after kMaxPendingBytes (a
+     * string that claims a gigabyte and trickles in) would make hiredis
+     * buffer all of it: then the connection fails as if the reply were
+     * refused, ac is freed, and this returns false.
+     */
+    static constexpr size_t  kMaxPendingBytes = 4 * 1024 * 1024;
+
+    static bool beforeRead(redisAsyncContext *ac) noexcept;
 
     /* why the reader stopped, when the guard stopped it; else nullptr */
     const char *refusal() const noexcept { return why_[0] ? why_ : nullptr; }

@@ -27,6 +27,7 @@ extern "C" {
 #include <ngx_event.h>
 }
 
+#include "rl_limit.hpp"
 #include "rl_loop.hpp"
 #include "rl_ngx_loop.h"
 
@@ -176,9 +177,13 @@ private:
     static void
     onRead(ngx_event_t *ev) noexcept
     {
-        ngx_connection_t  *c = static_cast<ngx_connection_t *>(ev->data);
+        ngx_connection_t   *c = static_cast<ngx_connection_t *>(ev->data);
+        redisAsyncContext  *ac = static_cast<redisAsyncContext *>(c->data);
 
-        redisAsyncHandleRead(static_cast<redisAsyncContext *>(c->data));
+        /* a reply hiredis would buffer without end fails the connection */
+        if (rl::ReplyGuard::beforeRead(ac)) {
+            redisAsyncHandleRead(ac);
+        }
     }
 
     static void

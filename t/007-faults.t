@@ -1031,3 +1031,25 @@ is(http_get('/short/x?k=p')->{status}, 200,
    'out of it once the two windows are over');
 --- error_log
 Rate limit exceeded for IP p on signature endpoint. Attempts: 4/3
+
+
+
+=== TEST 36: a string of 1 GB trickling in as a reply: the connection fails once 4 MB wait, the worker does not buffer the rest
+--- http_config
+    rate_limit_redis 127.0.0.1:$TEST_NGINX_PROXY_PORT timeout=5s;
+--- config eval: $::Config
+--- init
+main::fault('flood');
+--- request
+GET /open/x?k=f
+--- response_headers
+X-RL-Status: ERROR_ALLOWED
+--- check
+my $flooded = main::proxy_stats()->{flooded};
+cmp_ok($flooded, '<', 32 * 1024 * 1024,
+       "the proxy got to send $flooded bytes only");
+main::fault('pass');
+main::limiting_resumes('/open/x');
+--- error_log
+Redis protocol error: a reply of more than 4194304 bytes. Using fallback mode.
+Allowing request from 127.0.0.1 (reply: a reply of more than 4194304 bytes)

@@ -31,8 +31,10 @@
  *   wrong-type        answer every command with "+OK\r\n"
  *   raw RESP          answer every command with RESP, written with \r and
  *                     \n for CR and LF (a reply a broken Redis might send)
+ *   flood             answer a command with the header of a 1 GB string,
+ *                     then send its bytes as fast as the client reads them
  *
- * In the last four a bare PING is answered "+PONG", as a Redis whose
+ * In the last five a bare PING is answered "+PONG", as a Redis whose
  * scripts fail still answers it: the module's connection setup passes and
  * the fault reaches its checks.
  *
@@ -45,8 +47,9 @@
  * answered with one line:
  *
  *   mode MODE [ARG...]    "OK", or "ERR why"
- *   stats                 "accepted N open N commands N": client
- *                         connections accepted and open now, and commands
+ *   stats                 "accepted N open N commands N flooded N": client
+ *                         connections accepted and open now, bytes sent
+ *                         in flood mode, and commands
  *                         handled (forwarded or answered) since the start
  *
  *   e.g. from bash:
@@ -86,6 +89,9 @@
 #define HELD_MAX       (4 * 1024 * 1024)
 #define ERROR_TEXT_MAX 512
 
+/* flood mode: a batch of one check answered with a string of 1 GB */
+static const char  flood_header[] = "*1\r\n$1000000000\r\n";
+
 static const char  garbage_reply[] = "?? rl-fault-proxy: this is not RESP\r\n";
 
 
@@ -99,7 +105,8 @@ typedef enum {
     MODE_GARBAGE,
     MODE_ERROR,
     MODE_WRONG_TYPE,
-    MODE_RAW
+    MODE_RAW,
+    MODE_FLOOD
 } mode_e;
 
 
@@ -122,6 +129,7 @@ typedef struct conn_s {
     held_t              *held;
     held_t              *held_tail;
     int                  closing; /* upstream gone: close once flushed */
+    int                  flooding;
 } conn_t;
 
 
@@ -152,6 +160,7 @@ static unsigned                next_id = 1;
 static unsigned long           n_accepted;
 static unsigned long           n_open;
 static unsigned long           n_commands;
+static unsigned long           n_flooded;       /* bytes, flood mode */
 
 
 static void vlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -332,6 +341,9 @@ maybe_finish(conn_t *c)
 
     return 0;
 }
+
+
+static void flood(conn_t *c);
 
 
 /* a reply for the client: now, unless it must wait or others wait;
@@ -599,6 +611,17 @@ conn_process(conn_t *c)
 
             break;
 
+        case MODE_FLOOD:
+            evbuffer_drain(in, (size_t) n);
+            if (!c->flooding) {
+                c->flooding = 1;
+                bufferevent_write(c->cli, flood_header,
+                                  sizeof(flood_header) - 1);
+                flood(c);
+            }
+
+            break;
+
         case MODE_RAW:
             evbuffer_drain(in, (size_t) n);
             if (reply(c, NULL, raw_reply, raw_len, 0) != 0) {
@@ -643,10 +666,32 @@ on_cli_read(struct bufferevent *bev, void *arg)
 }
 
 
+/* flood mode: the next 256 KiB of a string that never ends */
+static void
+flood(conn_t *c)
+{
+    static char  chunk[256 * 1024];
+
+    if (chunk[0] == '\0') {
+        memset(chunk, 'x', sizeof(chunk));
+    }
+
+    bufferevent_write(c->cli, chunk, sizeof(chunk));
+    n_flooded += sizeof(chunk);
+}
+
+
 static void
 on_cli_write(struct bufferevent *bev, void *arg)
 {
+    conn_t  *c = arg;
+
     (void) bev;
+
+    if (c->flooding && mode == MODE_FLOOD) {
+        flood(c);
+        return;
+    }
 
     maybe_finish(arg);
 }
@@ -897,6 +942,9 @@ set_mode(const char *arg)
     } else if (IS("wrong-type")) {
         m = MODE_WRONG_TYPE;
 
+    } else if (IS("flood")) {
+        m = MODE_FLOOD;
+
     } else if (IS("raw")) {
         /* RESP written with \r and \n for CR and LF */
         raw_len = 0;
@@ -991,8 +1039,9 @@ on_ctl_read(struct bufferevent *bev, void *arg)
             }
 
         } else if (strcmp(line, "stats") == 0) {
-            evbuffer_add_printf(out, "accepted %lu open %lu commands %lu\n",
-                                n_accepted, n_open, n_commands);
+            evbuffer_add_printf(out, "accepted %lu open %lu commands %lu "
+                                "flooded %lu\n",
+                                n_accepted, n_open, n_commands, n_flooded);
 
         } else if (line[0] != '\0') {
             evbuffer_add_printf(out, "ERR unknown command\n");
