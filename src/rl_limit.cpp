@@ -278,8 +278,8 @@ ReplyGuard::beforeRead(redisAsyncContext *ac) noexcept
 
     g = static_cast<ReplyGuard *>(r->privdata);
 
-    std::snprintf(g->why_, sizeof(g->why_),
-                  "a reply of more than %zu bytes", kMaxPendingBytes);
+    std::snprintf(g->why_, sizeof(g->why_), "a reply of more than %zu bytes",
+                  kMaxPendingBytes);
 
     /* as a refused reply: the error hiredis sets when we refuse one */
     ac->c.err = REDIS_ERR_OOM;
@@ -307,6 +307,32 @@ bool
 ReplyGuard::admit(const redisReadTask *task, const char *str, size_t len)
     noexcept
 {
+    char  why[64];
+
+    if (task->parent == nullptr) {
+        objects_ = 0;
+        bytes_ = 0;
+    }
+
+    /* a reply's elements are parsed, copied and dropped from the reader's
+     * buffer one by one: its size is what it has built so far */
+    bytes_ += len;
+
+    if (++objects_ > (size_t) kMaxReplyElements
+        || bytes_ > kMaxPendingBytes)
+    {
+        if (bytes_ > kMaxPendingBytes) {
+            std::snprintf(why, sizeof(why), "a reply of more than %zu bytes",
+                          kMaxPendingBytes);
+        } else {
+            std::snprintf(why, sizeof(why), "a reply of more than %d values",
+                          kMaxReplyElements);
+        }
+
+        refuse(why);
+        return false;
+    }
+
     if (ac_ == nullptr) {
         return true;
     }
@@ -361,13 +387,15 @@ ReplyGuard::createString(const redisReadTask *task, char *str, size_t len)
         return nullptr;
     }
 
-    if (task->type == REDIS_REPLY_ERROR || task->type == REDIS_REPLY_STATUS) {
-        /* their text goes to the error log: no line breaks, escapes or NULs
-         * of the peer's there (str is in the reader's buffer, read once) */
-        for (size_t i = 0; i < len; i++) {
-            if ((unsigned char) str[i] < 0x20 || str[i] == 0x7f) {
-                str[i] = '?';
-            }
+    /*
+     * No reply the module reads holds binary text, and some of it is logged
+     * (errors, a ROLE, a sentinel's message): no line breaks, escapes or
+     * NULs of the peer's in the log (str is in the reader's buffer, which
+     * is read once).
+     */
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char) str[i] < 0x20 || str[i] == 0x7f) {
+            str[i] = '?';
         }
     }
 

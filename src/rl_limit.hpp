@@ -42,11 +42,12 @@ bool decodeReply(const redisReply *reply, size_t n, rl_verdict_t *v) noexcept;
  *     an "unsubscribe" without a count.
  *
  * The guard refuses an array of more than kMaxReplyElements (or fewer than
- * 0) elements; and, given the async context, a reply to no command and
- * a pub/sub message that is not ["message" or "subscribe", channel, x].  It
- * also turns control bytes in error and status text, which ends up in the
- * error log, into '?' (a peer's "-ERR x\n2026/12/03 ... [notice] ..." would
- * forge a log line).
+ * 0) elements, a reply of more than kMaxReplyElements values or of more
+ * than kMaxPendingBytes of text in all; and, given the async context, a
+ * reply to no command and a pub/sub message that is not ["message" or
+ * "subscribe", channel, x].  It also turns control bytes in any text into
+ * '?': some of it is logged, and a peer's "-ERR x\n2026/12/03 ... [notice]
+ * ..." would forge a log line.
  *
  * A refusal stops the reader with an error that hiredis calls "Out of
  * memory" (REDIS_ERR_OOM) and closes the connection; refusal() tells the
@@ -100,6 +101,8 @@ private:
     redisReplyObjectFunctions   hiredis_ {};
     const redisAsyncContext    *ac_ = nullptr;
     bool                        message_ = false;  /* a pub/sub message */
+    size_t                      objects_ = 0;      /* of the reply built */
+    size_t                      bytes_ = 0;        /* its strings' text */
     char                        why_[64] = "";
 };
 

@@ -32,6 +32,33 @@ namespace {
 const char  kFallback[] = ". Using fallback mode.";
 
 
+/* a port as Redis and Sentinel write it: 1 to 65535, in digits only */
+bool
+parsePort(const char *s, size_t len, int *port) noexcept
+{
+    unsigned long  n = 0;
+
+    if (len == 0 || len > 5) {
+        return false;
+    }
+
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return false;
+        }
+
+        n = n * 10 + (unsigned long) (s[i] - '0');
+    }
+
+    if (n == 0 || n > 65535) {
+        return false;
+    }
+
+    *port = (int) n;
+    return true;
+}
+
+
 void
 errorVerdict(rl_verdict_t *v, rl_error_e err, const char *why) noexcept
 {
@@ -1324,22 +1351,16 @@ RedisClient::onSentinelReply(redisAsyncContext *ac, void *r, void *data)
         return;
     }
 
-    /* a port as Redis writes it: 1 to 65535, digits only */
-    char          *end;
-    unsigned long  port = std::strtoul(reply->element[1]->str, &end, 10);
+    int  port;
 
-    if (reply->element[1]->len == 0 || reply->element[1]->len > 5
-        || reply->element[1]->str[0] < '0' || reply->element[1]->str[0] > '9'
-        || end != reply->element[1]->str + reply->element[1]->len
-        || port == 0 || port > 65535)
-    {
+    if (!parsePort(reply->element[1]->str, reply->element[1]->len, &port)) {
         self->sentinelFailed("the master's port is not a port number");
         return;
     }
 
     try {
         self->host_.assign(reply->element[0]->str, reply->element[0]->len);
-        self->port_ = (int) port;
+        self->port_ = port;
         self->addr_ = self->host_ + ":" + std::to_string(self->port_);
 
     } catch (...) {
@@ -1464,14 +1485,16 @@ RedisClient::onSwitch(redisAsyncContext *ac, void *r, void *data) noexcept
 void
 RedisClient::switchMaster(const redisReply *msg) noexcept
 {
-    char  name[128], oldHost[64], newHost[64], log[512];
-    int   oldPort, newPort;
+    char  name[128], oldHost[64], oldPort[8], newHost[64], newPortText[8],
+          log[512];
+    int   newPort;
 
     unsigned char  bin[16];
 
-    if (std::sscanf(msg->str, "%127s %63s %d %63s %d", name, oldHost,
-                    &oldPort, newHost, &newPort) != 5
-        || masterName_ != name)
+    if (std::sscanf(msg->str, "%127s %63s %7s %63s %7s", name, oldHost,
+                    oldPort, newHost, newPortText) != 5
+        || masterName_ != name
+        || !parsePort(newPortText, std::strlen(newPortText), &newPort))
     {
         return;
     }
@@ -1483,14 +1506,15 @@ RedisClient::switchMaster(const redisReply *msg) noexcept
         return;
     }
 
-    std::snprintf(log, sizeof(log),
-                  "Sentinel switched master \"%s\" from %s:%d to %s:%d",
-                  name, oldHost, oldPort, newHost, newPort);
-    loop_->log(RL_LOG_NOTICE, log);
-
     if (ac_ && host_ == newHost && port_ == newPort) {
+        /* already there (a repeated or stale message): nothing to tell */
         return;
     }
+
+    std::snprintf(log, sizeof(log),
+                  "Sentinel switched master \"%s\" from %s:%s to %s:%d",
+                  name, oldHost, oldPort, newHost, newPort);
+    loop_->log(RL_LOG_NOTICE, log);
 
     /* move now: the old master takes writes until it is demoted */
     closeSentinel();

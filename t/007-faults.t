@@ -1053,3 +1053,25 @@ main::limiting_resumes('/open/x');
 --- error_log
 Redis protocol error: a reply of more than 4194304 bytes. Using fallback mode.
 Allowing request from 127.0.0.1 (reply: a reply of more than 4194304 bytes)
+
+
+
+=== TEST 37: an array of 65536 strings of 256 KB trickling in: each string is under 4 MB, the reply is not, and it is refused once it is
+--- http_config
+    rate_limit_redis 127.0.0.1:$TEST_NGINX_PROXY_PORT timeout=5s;
+--- config eval: $::Config
+--- init
+main::fault('flood-array');
+--- request
+GET /open/x?k=f
+--- response_headers
+X-RL-Status: ERROR_ALLOWED
+--- check
+my $flooded = main::proxy_stats()->{flooded};
+cmp_ok($flooded, '<', 32 * 1024 * 1024,
+       "the proxy got to send $flooded bytes only");
+main::fault('pass');
+main::limiting_resumes('/open/x');
+--- error_log
+Redis protocol error: a reply of more than 4194304 bytes. Using fallback mode.
+Allowing request from 127.0.0.1 (reply: a reply of more than 4194304 bytes)

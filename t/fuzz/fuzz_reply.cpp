@@ -68,14 +68,16 @@ scriptShaped(const redisReply *r, size_t n)
 
 /*
  * Every array holds as many elements as it claims, within the guard's
- * bound; error and status text holds no control bytes.
+ * bound; no text holds control bytes.
  */
 static void
 checkShape(const redisReply *r, int depth)
 {
     CHECK(depth <= 8);
 
-    if (r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STATUS) {
+    if (r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STATUS
+        || r->type == REDIS_REPLY_STRING)
+    {
         /* logged as it is: no control bytes (the guard replaced them) */
         for (size_t i = 0; i < r->len; i++) {
             CHECK((unsigned char) r->str[i] >= 0x20 && r->str[i] != 0x7f);

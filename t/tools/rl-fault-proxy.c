@@ -33,8 +33,9 @@
  *                     \n for CR and LF (a reply a broken Redis might send)
  *   flood             answer a command with the header of a 1 GB string,
  *                     then send its bytes as fast as the client reads them
+ *   flood-array       the same with an array of 65536 strings of 256 KiB
  *
- * In the last five a bare PING is answered "+PONG", as a Redis whose
+ * In the last six a bare PING is answered "+PONG", as a Redis whose
  * scripts fail still answers it: the module's connection setup passes and
  * the fault reaches its checks.
  *
@@ -89,8 +90,10 @@
 #define HELD_MAX       (4 * 1024 * 1024)
 #define ERROR_TEXT_MAX 512
 
-/* flood mode: a batch of one check answered with a string of 1 GB */
+/* flood modes: a batch of one check answered with a string of 1 GB, or
+ * with an array of 65536 strings of 256 KiB each */
 static const char  flood_header[] = "*1\r\n$1000000000\r\n";
+static const char  flood_array_header[] = "*1\r\n*65536\r\n";
 
 static const char  garbage_reply[] = "?? rl-fault-proxy: this is not RESP\r\n";
 
@@ -106,7 +109,8 @@ typedef enum {
     MODE_ERROR,
     MODE_WRONG_TYPE,
     MODE_RAW,
-    MODE_FLOOD
+    MODE_FLOOD,
+    MODE_FLOOD_ARRAY
 } mode_e;
 
 
@@ -612,11 +616,19 @@ conn_process(conn_t *c)
             break;
 
         case MODE_FLOOD:
+        case MODE_FLOOD_ARRAY:
             evbuffer_drain(in, (size_t) n);
             if (!c->flooding) {
                 c->flooding = 1;
-                bufferevent_write(c->cli, flood_header,
-                                  sizeof(flood_header) - 1);
+
+                if (mode == MODE_FLOOD) {
+                    bufferevent_write(c->cli, flood_header,
+                                      sizeof(flood_header) - 1);
+                } else {
+                    bufferevent_write(c->cli, flood_array_header,
+                                      sizeof(flood_array_header) - 1);
+                }
+
                 flood(c);
             }
 
@@ -676,8 +688,20 @@ flood(conn_t *c)
         memset(chunk, 'x', sizeof(chunk));
     }
 
+    static const char  element[] = "$262144\r\n";   /* sizeof(chunk) */
+
+    if (mode == MODE_FLOOD_ARRAY) {
+        bufferevent_write(c->cli, element, sizeof(element) - 1);
+        n_flooded += sizeof(element) - 1;
+    }
+
     bufferevent_write(c->cli, chunk, sizeof(chunk));
     n_flooded += sizeof(chunk);
+
+    if (mode == MODE_FLOOD_ARRAY) {
+        bufferevent_write(c->cli, "\r\n", 2);
+        n_flooded += 2;
+    }
 }
 
 
@@ -688,7 +712,7 @@ on_cli_write(struct bufferevent *bev, void *arg)
 
     (void) bev;
 
-    if (c->flooding && mode == MODE_FLOOD) {
+    if (c->flooding && (mode == MODE_FLOOD || mode == MODE_FLOOD_ARRAY)) {
         flood(c);
         return;
     }
@@ -944,6 +968,9 @@ set_mode(const char *arg)
 
     } else if (IS("flood")) {
         m = MODE_FLOOD;
+
+    } else if (IS("flood-array")) {
+        m = MODE_FLOOD_ARRAY;
 
     } else if (IS("raw")) {
         /* RESP written with \r and \n for CR and LF */

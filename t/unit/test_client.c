@@ -994,6 +994,112 @@ test_malformed_sentinel_messages_are_refused(void **state)
 
 
 /*
+ * Text from Redis that is logged, here a ROLE, keeps no control bytes of
+ * the peer's: a master answering "slave\n<a forged log line>" must not
+ * forge a line.  The sentinel names a scripted master.
+ */
+static void
+test_a_role_reply_cannot_forge_a_log_line(void **state)
+{
+    fixture_t        *f = *state;
+    scripted_peer_t   sentinel, master;
+    result_t          r;
+    char              addr[64];
+    const char       *answers[3];
+    int               port, i;
+
+    port = scripted_peer(f, &master,
+        "*2\r\n$40\r\nslave\n2030/01/01 00:00:00 [emerg] forged\r\n:0\r\n");
+
+    snprintf(addr, sizeof(addr), "*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%d\r\n",
+             snprintf(NULL, 0, "%d", port), port);
+    answers[0] = "SENTINEL";
+    answers[1] = addr;
+    answers[2] = NULL;
+
+    f->client = sentinel_client(f, scripted_peer(f, &sentinel, ""));
+    sentinel.answers = answers;
+    assert_non_null(f->client);
+    assert_null(start(f, "k", 3, 10000, &r));
+
+    for (i = 0; i < 50
+                && !rl_event_loop_logged(f->loop, "is not the master"); i++)
+    {
+        run_for(f, 10);
+    }
+
+    assert_int_equal(rl_event_loop_logged(f->loop,
+        "Redis node is not the master: "
+        "slave?2030/01/01 00:00:00 [emerg] forged. Using fallback mode."), 1);
+
+    rl_client_destroy(f->client);
+    f->client = NULL;
+    scripted_peer_close(&sentinel);
+    scripted_peer_close(&master);
+}
+
+
+/*
+ * A +switch-master message whose new port is not a port (hiredis would cut
+ * 187040 to 18704 and the log name a port that is none) is not followed,
+ * nor logged.
+ */
+static void
+test_a_switch_to_a_port_that_is_none_is_ignored(void **state)
+{
+    fixture_t        *f = *state;
+    scripted_peer_t   p;
+    result_t          r;
+    char              addr[64], msgs[512];
+    const char       *answers[5];
+    int               j;
+
+    if (!f->port) {
+        skip();
+    }
+
+    snprintf(addr, sizeof(addr), "*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%d\r\n",
+             snprintf(NULL, 0, "%d", f->port), f->port);
+
+    /* the confirmation, then a switch to port 187040 */
+    snprintf(msgs, sizeof(msgs),
+             "*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n"
+             "*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n"
+             "$41\r\nmymaster 127.0.0.1 %5d 127.0.0.1 187040\r\n",
+             f->port);
+
+    answers[0] = "SENTINEL";
+    answers[1] = addr;
+    answers[2] = "SUBSCRIBE";
+    answers[3] = msgs;
+    answers[4] = NULL;
+
+    f->client = sentinel_client(f, scripted_peer(f, &p, ""));
+    p.answers = answers;
+    assert_non_null(f->client);
+
+    for (j = 0; j < 100 && !rl_client_up(f->client); j++) {
+        run_for(f, 10);
+    }
+
+    assert_true(rl_client_up(f->client));
+    run_for(f, 100);
+
+    assert_int_equal(rl_event_loop_logged(f->loop, "Sentinel switched"), 0);
+    assert_true(rl_client_up(f->client));
+
+    assert_non_null(start(f, f->key, 3, 10000, &r));
+    wait_for(f, &r, 1000);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.v.error, RL_OK);
+
+    rl_client_destroy(f->client);
+    f->client = NULL;
+    scripted_peer_close(&p);
+}
+
+
+/*
  * At most 10,000 checks wait for Redis in one worker: the next is answered
  * at once, busy, and never called back; the others all end, each once.
  */
@@ -1355,6 +1461,11 @@ main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             test_malformed_sentinel_messages_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_role_reply_cannot_forge_a_log_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_switch_to_a_port_that_is_none_is_ignored, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             test_checks_in_flight_are_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(
