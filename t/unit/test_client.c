@@ -856,6 +856,15 @@ test_a_peer_that_speaks_first_is_not_taken_for_redis(void **state)
 }
 
 
+/* a sentinel's answer to get-master-addr-by-name: 127.0.0.1 and port */
+static void
+master_address(char *buf, size_t size, int port)
+{
+    snprintf(buf, size, "*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%d\r\n",
+             snprintf(NULL, 0, "%d", port), port);
+}
+
+
 static rl_client_t *
 sentinel_client(fixture_t *f, int port)
 {
@@ -959,8 +968,7 @@ test_malformed_sentinel_messages_are_refused(void **state)
         skip();
     }
 
-    snprintf(addr, sizeof(addr), "*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%d\r\n",
-             snprintf(NULL, 0, "%d", f->port), f->port);
+    master_address(addr, sizeof(addr), f->port);
 
     for (i = 0; i < 3; i++) {
         answers[0] = "SENTINEL";
@@ -1011,8 +1019,7 @@ test_a_role_reply_cannot_forge_a_log_line(void **state)
     port = scripted_peer(f, &master,
         "*2\r\n$40\r\nslave\n2030/01/01 00:00:00 [emerg] forged\r\n:0\r\n");
 
-    snprintf(addr, sizeof(addr), "*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%d\r\n",
-             snprintf(NULL, 0, "%d", port), port);
+    master_address(addr, sizeof(addr), port);
     answers[0] = "SENTINEL";
     answers[1] = addr;
     answers[2] = NULL;
@@ -1058,8 +1065,7 @@ test_a_switch_to_a_port_that_is_none_is_ignored(void **state)
         skip();
     }
 
-    snprintf(addr, sizeof(addr), "*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%d\r\n",
-             snprintf(NULL, 0, "%d", f->port), f->port);
+    master_address(addr, sizeof(addr), f->port);
 
     /* the confirmation, then a switch to port 187040 */
     snprintf(msgs, sizeof(msgs),
