@@ -1408,6 +1408,13 @@ RedisClient::subscribe() noexcept
     subGuard_.attach(ac->c.reader, ac);
     redisAsyncSetDisconnectCallback(ac, onSubscriptionDisconnect);
     subAc_ = ac;
+    subConfirmed_ = false;
+
+    /* a sentinel whose host is gone is noticed in about 30 s ... */
+    (void) redisEnableKeepAlive(&ac->c);
+
+    /* ... one that never confirms the subscription, at this timer */
+    subscribeTimer_->start(connectTimeout_ + timeout_);
 
     if (sentinelAuth_) {
         argv[0] = "AUTH";
@@ -1468,6 +1475,15 @@ RedisClient::onSwitch(redisAsyncContext *ac, void *r, void *data) noexcept
         self->closeSubscription();
         self->subSentinel_++;
         self->subscribeTimer_->start(1000);
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && std::strcmp(reply->element[0]->str, "subscribe") == 0)
+    {
+        self->subConfirmed_ = true;
+        self->subscribeTimer_->stop();
         return;
     }
 
@@ -1566,6 +1582,14 @@ RedisClient::onResubscribe(void *data) noexcept
     RedisClient  *self = static_cast<RedisClient *>(data);
 
     if (self->subAc_ == nullptr) {
+        self->subscribe();
+        return;
+    }
+
+    if (!self->subConfirmed_) {
+        /* connected or not, the sentinel never confirmed: the next one */
+        self->closeSubscription();
+        self->subSentinel_++;
         self->subscribe();
     }
 }

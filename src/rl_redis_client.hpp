@@ -175,6 +175,7 @@ private:
     ReplyGuard              sentinelGuard_;      /* sac_'s reader */
     ReplyGuard              subGuard_;           /* subAc_'s reader */
     size_t                  subSentinel_ = 0;
+    bool                    subConfirmed_ = false;   /* "subscribe" came */
     void                  (*onState_)(void *data, int up);
     void                   *stateData_;
     bool                    upReported_ = false;

@@ -866,24 +866,30 @@ master_address(char *buf, size_t size, int port)
 
 
 static rl_client_t *
-sentinel_client(fixture_t *f, int port)
+sentinels_client(fixture_t *f, const int *ports, size_t n)
 {
     char               err[128];
-    const char        *hosts[] = { "127.0.0.1" };
-    int                ports[1];
+    const char        *hosts[] = { "127.0.0.1", "127.0.0.1" };
     rl_redis_conf_t    conf;
 
-    ports[0] = port;
+    assert_true(n <= 2);
 
     memset(&conf, 0, sizeof(conf));
     conf.connect_timeout_ms = 200;
     conf.timeout_ms = 200;
-    conf.nsentinels = 1;
+    conf.nsentinels = n;
     conf.sentinel_hosts = hosts;
     conf.sentinel_ports = ports;
     conf.master_name = "mymaster";
 
     return rl_client_create(f->loop, &conf, err, sizeof(err));
+}
+
+
+static rl_client_t *
+sentinel_client(fixture_t *f, int port)
+{
+    return sentinels_client(f, &port, 1);
 }
 
 
@@ -1102,6 +1108,62 @@ test_a_switch_to_a_port_that_is_none_is_ignored(void **state)
     rl_client_destroy(f->client);
     f->client = NULL;
     scripted_peer_close(&p);
+}
+
+
+/*
+ * The first sentinel accepts (in the kernel) and never answers: the
+ * subscription used to stay there for good and miss the second one's
+ * switch.  Unconfirmed after connect_timeout + timeout, it moves on.
+ */
+static void
+test_a_silent_sentinel_does_not_keep_the_subscription(void **state)
+{
+    fixture_t        *f = *state;
+    scripted_peer_t   p;
+    char              addr[64], msgs[512];
+    const char       *answers[5];
+    int               ports[2], fd, j;
+
+    if (!f->port) {
+        skip();
+    }
+
+    master_address(addr, sizeof(addr), f->port);
+
+    /* the confirmation, then a switch away from the real Redis */
+    snprintf(msgs, sizeof(msgs),
+             "*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n"
+             "*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n"
+             "$40\r\nmymaster 127.0.0.1 %5d 127.0.0.1 %5d\r\n",
+             f->port, closed_port());
+
+    answers[0] = "SENTINEL";
+    answers[1] = addr;
+    answers[2] = "SUBSCRIBE";
+    answers[3] = msgs;
+    answers[4] = NULL;
+
+    fd = silent_peer(&ports[0]);
+    ports[1] = scripted_peer(f, &p, "");
+    p.answers = answers;
+
+    f->client = sentinels_client(f, ports, 2);
+    assert_non_null(f->client);
+
+    for (j = 0; j < 150
+                && !rl_event_loop_logged(f->loop, "Sentinel switched"); j++)
+    {
+        run_for(f, 10);
+    }
+
+    assert_int_equal(rl_event_loop_logged(f->loop,
+        "Sentinel switched master \"mymaster\""), 1);
+
+    rl_client_destroy(f->client);
+    f->client = NULL;
+    scripted_peer_close(&p);
+    close(fd);
 }
 
 
@@ -1471,6 +1533,9 @@ main(void)
             test_a_role_reply_cannot_forge_a_log_line, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_switch_to_a_port_that_is_none_is_ignored, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_silent_sentinel_does_not_keep_the_subscription, setup,
             teardown),
         cmocka_unit_test_setup_teardown(
             test_checks_in_flight_are_bounded, setup, teardown),
