@@ -149,8 +149,8 @@ cat <<TXT
 \$ redis-cli keys "school_asset:rate_limit:*"
 $(redis-cli -p "$redis_port" keys "school_asset:rate_limit:*")
 \$ redis-cli zrange $key 0 -1 WITHSCORES
-   (one member per allowed request: its time, then its score, the same
-    instant as Redis stores it, a double)
+   (one member per allowed request, named by the time Redis allowed it;
+    its score is the same time, as the double Redis stores)
 $(redis-cli -p "$redis_port" zrange "$key" 0 -1 WITHSCORES | paste - - | head -12)
 \$ redis-cli ttl $key
 $(redis-cli -p "$redis_port" ttl "$key")
