@@ -1456,7 +1456,19 @@ RedisClient::onSwitch(redisAsyncContext *ac, void *r, void *data) noexcept
 
     if (reply == nullptr) {
         /* the connection is gone: it failed to connect, was closed, or a
-         * reply was refused (see ReplyGuard) */
+         * reply was refused (see ReplyGuard), which is worth a line */
+        if (self->subGuard_.refusal()) {
+            const auto  &s = self->sentinels_[self->subSentinel_
+                                              % self->sentinels_.size()];
+            char         msg[256];
+
+            std::snprintf(msg, sizeof(msg),
+                          "Sentinel %s:%d broke the +switch-master "
+                          "subscription: %s", s.first.c_str(), s.second,
+                          self->subGuard_.refusal());
+            self->loop_->log(RL_LOG_WARN, msg);
+        }
+
         self->subAc_ = nullptr;
         self->subSentinel_++;
         self->subscribeTimer_->start(1000);

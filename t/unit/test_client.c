@@ -962,6 +962,9 @@ test_malformed_sentinel_messages_are_refused(void **state)
         "*2\r\n$11\r\nunsubscribe\r\n$14\r\n+switch-master\r\n",
     };
 
+    static const char  broke[] =
+        "broke the +switch-master subscription: a malformed pub/sub message";
+
     fixture_t        *f = *state;
     scripted_peer_t   p;
     result_t          r;
@@ -987,12 +990,18 @@ test_malformed_sentinel_messages_are_refused(void **state)
         p.answers = answers;
         assert_non_null(f->client);
 
-        /* the subscription gets its message; the master comes up */
-        for (j = 0; j < 100 && !rl_client_up(f->client); j++) {
+        /* the subscription gets its message, refused and told once; the
+         * master comes up */
+        for (j = 0; j < 100 && (!rl_client_up(f->client)
+                                || rl_event_loop_logged(f->loop, broke)
+                                   <= i);
+             j++)
+        {
             run_for(f, 10);
         }
 
         assert_true(rl_client_up(f->client));
+        assert_int_equal(rl_event_loop_logged(f->loop, broke), i + 1);
 
         assert_non_null(start(f, f->key, 3, 10000, &r));
         wait_for(f, &r, 1000);
