@@ -772,7 +772,7 @@ ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
     ngx_log_t                       *log;
     ngx_http_rate_limit_t           *limit;
     rl_verdict_t                      lv;
-    const rl_limit_result_t          *res;
+    rl_limit_result_t                *res;
     ngx_http_rate_limit_local_t       local[RL_MAX_LIMITS];
     ngx_http_rate_limit_loc_conf_t   *lcf;
     ngx_http_rate_limit_main_conf_t  *mcf;
@@ -827,7 +827,7 @@ ngx_http_rate_limit_verdict(ngx_http_rate_limit_ctx_t *ctx,
         res = &ctx->results[i];
         limit = ctx->limits[i];
 
-        ngx_http_rate_limit_bound(limit, &ctx->results[i]);
+        ngx_http_rate_limit_bound(limit, res);
 
         if (res->remaining < remaining) {
             remaining = res->remaining;

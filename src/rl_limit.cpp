@@ -6,6 +6,7 @@
 #include "rl_limit.hpp"
 
 #include <arpa/inet.h>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <strings.h>
@@ -250,7 +251,7 @@ ReplyGuard::attach(redisReader *reader, const redisAsyncContext *ac) noexcept
     message_ = false;
 
     if (reader->fn != &fn_) {
-        hiredis_ = reader->fn ? *reader->fn : redisReplyObjectFunctions {};
+        hiredis_ = *reader->fn;
         fn_ = hiredis_;
         fn_.createString = createString;
         fn_.createArray = createArray;
@@ -277,9 +278,7 @@ ReplyGuard::beforeRead(redisAsyncContext *ac) noexcept
     }
 
     g = static_cast<ReplyGuard *>(r->privdata);
-
-    std::snprintf(g->why_, sizeof(g->why_), "a reply of more than %zu bytes",
-                  kMaxPendingBytes);
+    g->refuse("a reply of more than %zu bytes", kMaxPendingBytes);
 
     /* as a refused reply: the error hiredis sets when we refuse one */
     ac->c.err = REDIS_ERR_OOM;
@@ -293,9 +292,13 @@ ReplyGuard::beforeRead(redisAsyncContext *ac) noexcept
 
 
 void
-ReplyGuard::refuse(const char *why) noexcept
+ReplyGuard::refuse(const char *fmt, ...) noexcept
 {
-    std::snprintf(why_, sizeof(why_), "%s", why);
+    va_list  args;
+
+    va_start(args, fmt);
+    std::vsnprintf(why_, sizeof(why_), fmt, args);
+    va_end(args);
 }
 
 
@@ -307,8 +310,6 @@ bool
 ReplyGuard::admit(const redisReadTask *task, const char *str, size_t len)
     noexcept
 {
-    char  why[64];
-
     if (task->parent == nullptr) {
         objects_ = 0;
         bytes_ = 0;
@@ -318,18 +319,13 @@ ReplyGuard::admit(const redisReadTask *task, const char *str, size_t len)
      * buffer one by one: its size is what it has built so far */
     bytes_ += len;
 
-    if (++objects_ > (size_t) kMaxReplyElements
-        || bytes_ > kMaxPendingBytes)
-    {
-        if (bytes_ > kMaxPendingBytes) {
-            std::snprintf(why, sizeof(why), "a reply of more than %zu bytes",
-                          kMaxPendingBytes);
-        } else {
-            std::snprintf(why, sizeof(why), "a reply of more than %d values",
-                          kMaxReplyElements);
-        }
+    if (bytes_ > kMaxPendingBytes) {
+        refuse("a reply of more than %zu bytes", kMaxPendingBytes);
+        return false;
+    }
 
-        refuse(why);
+    if (++objects_ > (size_t) kMaxReplyElements) {
+        refuse("a reply of more than %d values", kMaxReplyElements);
         return false;
     }
 
@@ -399,9 +395,7 @@ ReplyGuard::createString(const redisReadTask *task, char *str, size_t len)
         }
     }
 
-    return g->hiredis_.createString
-           ? g->hiredis_.createString(task, str, len)
-           : reinterpret_cast<void *>(static_cast<intptr_t>(task->type));
+    return g->hiredis_.createString(task, str, len);
 }
 
 
@@ -409,12 +403,10 @@ void *
 ReplyGuard::createArray(const redisReadTask *task, int elements) noexcept
 {
     ReplyGuard  *g = static_cast<ReplyGuard *>(task->privdata);
-    char         why[64];
 
     if (elements < 0 || elements > kMaxReplyElements) {
-        std::snprintf(why, sizeof(why), "array of %d elements (at most %d)",
-                      elements, kMaxReplyElements);
-        g->refuse(why);
+        g->refuse("array of %d elements (at most %d)", elements,
+                  kMaxReplyElements);
         return nullptr;
     }
 
@@ -429,9 +421,7 @@ ReplyGuard::createArray(const redisReadTask *task, int elements) noexcept
         return nullptr;
     }
 
-    return g->hiredis_.createArray
-           ? g->hiredis_.createArray(task, elements)
-           : reinterpret_cast<void *>(REDIS_REPLY_ARRAY);
+    return g->hiredis_.createArray(task, elements);
 }
 
 
@@ -445,9 +435,7 @@ ReplyGuard::createInteger(const redisReadTask *task, long long value)
         return nullptr;
     }
 
-    return g->hiredis_.createInteger
-           ? g->hiredis_.createInteger(task, value)
-           : reinterpret_cast<void *>(REDIS_REPLY_INTEGER);
+    return g->hiredis_.createInteger(task, value);
 }
 
 
@@ -460,8 +448,7 @@ ReplyGuard::createNil(const redisReadTask *task) noexcept
         return nullptr;
     }
 
-    return g->hiredis_.createNil ? g->hiredis_.createNil(task)
-                                 : reinterpret_cast<void *>(REDIS_REPLY_NIL);
+    return g->hiredis_.createNil(task);
 }
 
 

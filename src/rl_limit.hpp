@@ -66,7 +66,11 @@ public:
     ReplyGuard(const ReplyGuard &) = delete;
     ReplyGuard &operator=(const ReplyGuard &) = delete;
 
-    /* ac: the context whose reader this is, or nullptr for a bare reader */
+    /*
+     * reader: one hiredis made, with its own object functions, which the
+     * guard's delegate to; ac: the context whose reader this is, or nullptr
+     * for a bare reader
+     */
     void attach(redisReader *reader, const redisAsyncContext *ac = nullptr)
         noexcept;
 
@@ -95,7 +99,8 @@ private:
 
     bool admit(const redisReadTask *task, const char *str, size_t len)
         noexcept;
-    void refuse(const char *why) noexcept;
+    void refuse(const char *fmt, ...) noexcept
+        __attribute__((format(printf, 2, 3)));
 
     redisReplyObjectFunctions   fn_ {};     /* ours, then hiredis' own: */
     redisReplyObjectFunctions   hiredis_ {};

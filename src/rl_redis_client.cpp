@@ -1399,8 +1399,7 @@ RedisClient::subscribe() noexcept
             redisAsyncFree(ac);
         }
 
-        subSentinel_++;
-        subscribeTimer_->start(1000);
+        subscribeNext(1000);
         return;
     }
 
@@ -1429,6 +1428,21 @@ RedisClient::subscribe() noexcept
     argv[1] = "+switch-master";
     lens[1] = sizeof("+switch-master") - 1;
     (void) redisAsyncCommandArgv(ac, onSwitch, this, 2, argv, lens);
+}
+
+
+/* the subscription goes to the next sentinel, after ms (0: now) */
+void
+RedisClient::subscribeNext(uint64_t ms) noexcept
+{
+    subSentinel_++;
+
+    if (ms == 0) {
+        subscribe();
+        return;
+    }
+
+    subscribeTimer_->start(ms);
 }
 
 
@@ -1470,8 +1484,7 @@ RedisClient::onSwitch(redisAsyncContext *ac, void *r, void *data) noexcept
         }
 
         self->subAc_ = nullptr;
-        self->subSentinel_++;
-        self->subscribeTimer_->start(1000);
+        self->subscribeNext(1000);
         return;
     }
 
@@ -1483,10 +1496,8 @@ RedisClient::onSwitch(redisAsyncContext *ac, void *r, void *data) noexcept
                       reply->str);
         self->loop_->log(RL_LOG_WARN, msg);
 
-        /* try the next sentinel a second later */
         self->closeSubscription();
-        self->subSentinel_++;
-        self->subscribeTimer_->start(1000);
+        self->subscribeNext(1000);
         return;
     }
 
@@ -1583,8 +1594,7 @@ RedisClient::onSubscriptionDisconnect(const redisAsyncContext *ac,
     }
 
     self->subAc_ = nullptr;
-    self->subSentinel_++;
-    self->subscribeTimer_->start(1000);
+    self->subscribeNext(1000);
 }
 
 
@@ -1601,8 +1611,7 @@ RedisClient::onResubscribe(void *data) noexcept
     if (!self->subConfirmed_) {
         /* connected or not, the sentinel never confirmed: the next one */
         self->closeSubscription();
-        self->subSentinel_++;
-        self->subscribe();
+        self->subscribeNext(0);
     }
 }
 

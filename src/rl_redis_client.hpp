@@ -102,6 +102,7 @@ private:
     void sentinelFailed(const char *why) noexcept;
     void closeSentinel() noexcept;
     void subscribe() noexcept;
+    void subscribeNext(uint64_t ms) noexcept;
     void closeSubscription() noexcept;
     void switchMaster(const redisReply *msg) noexcept;
     void sendHandshake() noexcept;

@@ -151,6 +151,20 @@ run_for(fixture_t *f, int ms)
 }
 
 
+/* runs the loop until the client is up, at most ms; asserts it is */
+static void
+wait_up(fixture_t *f, int ms)
+{
+    int  i;
+
+    for (i = 0; i < ms / 10 && !rl_client_up(f->client); i++) {
+        run_for(f, 10);
+    }
+
+    assert_true(rl_client_up(f->client));
+}
+
+
 static rl_check_t *
 start_alg(fixture_t *f, const char *key, uint64_t requests,
     uint64_t window_ms, rl_algorithm_e alg, uint64_t burst, result_t *r)
@@ -725,6 +739,16 @@ scripted_peer_close(scripted_peer_t *p)
 }
 
 
+/* the client first (it may still write), then its peer */
+static void
+close_client_and_peer(fixture_t *f, scripted_peer_t *p)
+{
+    rl_client_destroy(f->client);
+    f->client = NULL;
+    scripted_peer_close(p);
+}
+
+
 /*
  * An array header claims its element count: hiredis would allocate a
  * pointer for each before any arrives (4.9 GB here).  It is refused as a
@@ -757,9 +781,7 @@ test_an_absurd_array_length_is_a_protocol_error(void **state)
         assert_int_equal(r.v.error, RL_ERR_REPLY);
         assert_int_equal(rl_event_loop_logged(f->loop, logged[i]), 1);
 
-        rl_client_destroy(f->client);
-        f->client = NULL;
-        scripted_peer_close(&p);
+        close_client_and_peer(f, &p);
     }
 }
 
@@ -793,9 +815,7 @@ test_a_reply_to_no_command_is_a_protocol_error(void **state)
     assert_int_equal(rl_event_loop_logged(f->loop,
         "Redis protocol error: a reply to no command"), 1);
 
-    rl_client_destroy(f->client);
-    f->client = NULL;
-    scripted_peer_close(&p);
+    close_client_and_peer(f, &p);
 }
 
 
@@ -820,9 +840,7 @@ test_control_bytes_of_an_error_reply_are_replaced(void **state)
     assert_int_equal(r.v.error, RL_ERR_REPLY);
     assert_string_equal(r.why, "ERR x?2026/12/03 [notice] forged ?[31mred");
 
-    rl_client_destroy(f->client);
-    f->client = NULL;
-    scripted_peer_close(&p);
+    close_client_and_peer(f, &p);
 }
 
 
@@ -850,9 +868,7 @@ test_a_peer_that_speaks_first_is_not_taken_for_redis(void **state)
         "Redis protocol error: unexpected reply to the connection setup"), 1);
     assert_int_equal(rl_event_loop_logged(f->loop, "connected to Redis"), 0);
 
-    rl_client_destroy(f->client);
-    f->client = NULL;
-    scripted_peer_close(&p);
+    close_client_and_peer(f, &p);
 }
 
 
@@ -940,9 +956,7 @@ test_a_sentinel_that_breaks_the_protocol_is_given_up(void **state)
         assert_int_equal(rl_event_loop_logged(f->loop, line), 1);
         assert_false(rl_client_up(f->client));
 
-        rl_client_destroy(f->client);
-        f->client = NULL;
-        scripted_peer_close(&p);
+        close_client_and_peer(f, &p);
     }
 }
 
@@ -1009,9 +1023,7 @@ test_malformed_sentinel_messages_are_refused(void **state)
         assert_int_equal(r.v.error, RL_OK);
         assert_int_equal(r.v.allowed, 1);
 
-        rl_client_destroy(f->client);
-        f->client = NULL;
-        scripted_peer_close(&p);
+        close_client_and_peer(f, &p);
     }
 }
 
@@ -1054,9 +1066,7 @@ test_a_role_reply_cannot_forge_a_log_line(void **state)
         "Redis node is not the master: "
         "slave?2030/01/01 00:00:00 [emerg] forged. Using fallback mode."), 1);
 
-    rl_client_destroy(f->client);
-    f->client = NULL;
-    scripted_peer_close(&sentinel);
+    close_client_and_peer(f, &sentinel);
     scripted_peer_close(&master);
 }
 
@@ -1074,7 +1084,6 @@ test_a_switch_to_a_port_that_is_none_is_ignored(void **state)
     result_t          r;
     char              addr[64], msgs[512];
     const char       *answers[5];
-    int               j;
 
     if (!f->port) {
         skip();
@@ -1099,11 +1108,7 @@ test_a_switch_to_a_port_that_is_none_is_ignored(void **state)
     p.answers = answers;
     assert_non_null(f->client);
 
-    for (j = 0; j < 100 && !rl_client_up(f->client); j++) {
-        run_for(f, 10);
-    }
-
-    assert_true(rl_client_up(f->client));
+    wait_up(f, 1000);
     run_for(f, 100);
 
     assert_int_equal(rl_event_loop_logged(f->loop, "Sentinel switched"), 0);
@@ -1114,9 +1119,7 @@ test_a_switch_to_a_port_that_is_none_is_ignored(void **state)
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.v.error, RL_OK);
 
-    rl_client_destroy(f->client);
-    f->client = NULL;
-    scripted_peer_close(&p);
+    close_client_and_peer(f, &p);
 }
 
 
@@ -1169,9 +1172,7 @@ test_a_silent_sentinel_does_not_keep_the_subscription(void **state)
     assert_int_equal(rl_event_loop_logged(f->loop,
         "Sentinel switched master \"mymaster\""), 1);
 
-    rl_client_destroy(f->client);
-    f->client = NULL;
-    scripted_peer_close(&p);
+    close_client_and_peer(f, &p);
     close(fd);
 }
 
@@ -1198,11 +1199,7 @@ test_checks_in_flight_are_bounded(void **state)
     f->client = client(f, scripted_peer(f, &p, ""), 300);
     assert_non_null(f->client);
 
-    for (i = 0; i < 50 && !rl_client_up(f->client); i++) {
-        run_for(f, 10);
-    }
-
-    assert_true(rl_client_up(f->client));
+    wait_up(f, 500);
 
     for (i = 0; i < bound; i++) {
         assert_non_null(start(f, "k", 3, 10000, &r[i]));
@@ -1226,9 +1223,7 @@ test_checks_in_flight_are_bounded(void **state)
     assert_int_equal(n, bound);
     assert_int_equal(busy.calls, 0);
 
-    rl_client_destroy(f->client);
-    f->client = NULL;
-    scripted_peer_close(&p);
+    close_client_and_peer(f, &p);
     free(r);
 }
 
@@ -1248,11 +1243,7 @@ test_a_paused_redis_times_out_then_trips_the_breaker(void **state)
     f->client = client(f, f->port, 50);
     assert_non_null(f->client);
 
-    for (i = 0; i < 50 && !rl_client_up(f->client); i++) {
-        run_for(f, 10);
-    }
-
-    assert_true(rl_client_up(f->client));
+    wait_up(f, 500);
 
     reply = redisCommand(f->sync, "CLIENT PAUSE 1000 WRITE");
     assert_non_null(reply);
