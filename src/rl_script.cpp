@@ -46,9 +46,17 @@
  * replaced: the first command on it fails with WRONGTYPE, or for the two
  * string kinds the "g" tells them apart.  No TYPE is asked on the way.
  *
+ * Each key is read from Redis once per call, the first time a check needs
+ * it (load), and written back once, after the last check (store): the
+ * checks between decide and count on the copy.  Redis runs the script
+ * alone, so each check is decided as if it had come in a call of its own,
+ * while a batch of one busy client's requests costs a read and a write,
+ * not one of each per request.  A key needed under another algorithm or
+ * window than it was read with is stored and read again.
+ *
  * The script is written for Redis' Lua interpreter, which runs all of it
- * on every call: no closures or tables per limit, few string conversions,
- * and no command whose answer is already known.
+ * on every call: one table per key, few string conversions, and no
+ * command whose answer is already known.
  */
 
 #include "rl_script.hpp"
@@ -64,9 +72,102 @@ const char  script[] = R"lua(
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
 local stamp = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-local used = {}
+local state, order = {}, {}
 local result = {}
 local kb, base = 0, 1
+
+-- what Redis holds for a key, read once per call; the checks of the call
+-- then decide and count on it, and store() writes it back at the end
+local function load(key, a, w)
+  local s = { key = key, a = a, w = w, n = 0 }
+  if a == 'l' then
+    local o = redis.pcall('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if o.err then
+      redis.call('DEL', key)
+      o = {}
+    end
+    if o[2] and math.floor(o[2] * 1000000 + 0.5) <= now - w then
+      local c = now - w
+      redis.call('ZREMRANGEBYSCORE', key, '-inf',
+                 string.format('%d.%06d', math.floor(c / 1000000),
+                               c % 1000000))
+      o = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    end
+    s.count, s.stored, s.m = 0, 0, {}
+    if o[2] then
+      s.first = math.floor(o[2] * 1000000 + 0.5)
+      s.count = redis.call('ZCARD', key)
+      s.stored = s.count
+    end
+  elseif a == 'g' then
+    local v = redis.pcall('GET', key)
+    s.tat = now
+    if type(v) == 'table' then
+      redis.call('DEL', key)
+    elseif v and string.byte(v, 1) == 103 then
+      s.tat = tonumber(string.sub(v, 2)) or now
+    end
+  elseif a == 'f' then
+    local v = redis.pcall('GET', key)
+    if type(v) == 'table' or (v and not tonumber(v)) then
+      redis.call('DEL', key)
+      v = false
+    end
+    s.count = tonumber(v) or 0
+  else
+    local h = redis.pcall('HMGET', key, 'w', 'c', 'p')
+    if h.err then
+      redis.call('DEL', key)
+      h = {}
+    end
+    local idx = math.floor(now / w)
+    local hw, c, pc = tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0
+    if hw == idx - 1 then
+      pc, c = c, 0
+    elseif hw ~= idx then
+      pc, c = 0, 0
+    end
+    s.idx, s.c, s.pc, s.same = idx, c, pc, hw == idx
+  end
+  return s
+end
+
+local function store(s)
+  local key, w, n = s.key, s.w, s.n
+  if n == 0 then
+    return
+  end
+  if s.a == 'l' then
+    local args, added = {}, 0
+    for i = 1, n do
+      args[2 * i - 1], args[2 * i] = stamp, s.m[i]
+      if i % 100 == 0 or i == n then
+        added = added + redis.call('ZADD', key, 'NX', unpack(args))
+        args = {}
+      end
+    end
+    -- a member of an earlier call at the same instant: add more
+    while added < n do
+      added = added + redis.call('ZADD', key, 'NX', stamp,
+                                 stamp .. '-' .. s.seq)
+      s.seq = s.seq + 1
+    end
+    redis.call('PEXPIRE', key, w / 1000)
+  elseif s.a == 'g' then
+    redis.call('SET', key, string.format('g%d', math.ceil(s.tat)),
+               'PX', math.max(1, math.ceil((s.tat - now) / 1000)))
+  elseif s.a == 'f' then
+    if redis.call('INCRBY', key, n) == n then
+      redis.call('PEXPIREAT', key, (math.floor(now / w) + 1) * w / 1000)
+    end
+  elseif s.same then
+    redis.call('HINCRBY', key, 'c', n)
+  else
+    redis.call('HSET', key, 'w', s.idx, 'c', s.c, 'p', s.pc)
+    redis.call('PEXPIREAT', key, (s.idx + 2) * w / 1000)
+  end
+  s.n = 0
+end
 
 -- check ci: its keys follow KEYS[kb], its arguments ARGV[base]
 for ci = 1, tonumber(ARGV[1]) do
@@ -74,37 +175,42 @@ for ci = 1, tonumber(ARGV[1]) do
   base = base + 1
   local allowed = 1
   local out = { 1, n }
-  local st = {}    -- what counting needs of each decision
+  local st = {}    -- the state of each limit's key
 
-  -- decide every limit (reading only, but for sliding_log's trimming)
+  -- decide every limit
   for i = 1, n do
     local key, a = KEYS[kb + i], ARGV[base + 4 * i - 3]
     local limit = tonumber(ARGV[base + 4 * i - 2])
     local w = tonumber(ARGV[base + 4 * i - 1]) * 1000
     local count, remaining, reset, retry = 0, 0, 0, 0
+    local s = state[key]
+
+    -- the key under another algorithm or window: as if it came alone
+    if s and (s.a ~= a or s.w ~= w) then
+      store(s)
+      s = nil
+    end
+    if not s then
+      s = load(key, a, w)
+      state[key] = s
+      order[#order + 1] = s
+    end
+    st[i] = s
 
     if a == 'l' then
-      local o = redis.pcall('ZRANGE', key, 0, 0, 'WITHSCORES')
-      if o.err then
-        redis.call('DEL', key)
-        o = {}
-      end
-      if o[2] and math.floor(o[2] * 1000000 + 0.5) <= now - w then
-        local c = now - w
-        redis.call('ZREMRANGEBYSCORE', key, '-inf',
-                   string.format('%d.%06d', math.floor(c / 1000000),
-                                 c % 1000000))
-        o = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-      end
-      if o[2] then
-        count = redis.call('ZCARD', key)
-        reset = math.floor(o[2] * 1000000 + 0.5) + w - now
+      count = s.count
+      if count > 0 then
+        reset = (s.first or now) + w - now
         if count == limit then
           retry = reset
         elseif count > limit then
-          local e = redis.call('ZRANGE', key, count - limit, count - limit,
-                               'WITHSCORES')
-          retry = math.floor(e[2] * 1000000 + 0.5) + w - now
+          local e = now
+          if count - limit < s.stored then
+            e = redis.call('ZRANGE', key, count - limit, count - limit,
+                           'WITHSCORES')
+            e = math.floor(e[2] * 1000000 + 0.5)
+          end
+          retry = e + w - now
         end
       end
       remaining = limit - count
@@ -112,17 +218,10 @@ for ci = 1, tonumber(ARGV[1]) do
     elseif a == 'g' then
       local burst = tonumber(ARGV[base + 4 * i])
       local interval = w / limit
-      local v = redis.pcall('GET', key)
-      local tat = now
-      if type(v) == 'table' then
-        redis.call('DEL', key)
-      elseif v and string.byte(v, 1) == 103 then
-        tat = tonumber(string.sub(v, 2)) or now
-      end
+      local tat = s.tat
       if tat < now then
         tat = now
       end
-      st[4 * i - 3] = tat
       if tat + interval - burst * interval > now then
         retry = tat + interval - burst * interval - now
       end
@@ -131,12 +230,7 @@ for ci = 1, tonumber(ARGV[1]) do
       reset = tat - now - (burst - remaining - 1) * interval
 
     elseif a == 'f' then
-      local v = redis.pcall('GET', key)
-      if type(v) == 'table' or (v and not tonumber(v)) then
-        redis.call('DEL', key)
-        v = false
-      end
-      count = tonumber(v) or 0
+      count = s.count
       reset = (math.floor(now / w) + 1) * w - now
       if count >= limit then
         retry = reset
@@ -144,22 +238,9 @@ for ci = 1, tonumber(ARGV[1]) do
       remaining = limit - count
 
     else
-      local h = redis.pcall('HMGET', key, 'w', 'c', 'p')
-      if h.err then
-        redis.call('DEL', key)
-        h = {}
-      end
-      local idx = math.floor(now / w)
-      local hw, c, pc = tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0
-      if hw == idx - 1 then
-        pc, c = c, 0
-      elseif hw ~= idx then
-        pc, c = 0, 0
-      end
-      local into = now - idx * w
+      local c, pc = s.c, s.pc
+      local into = now - s.idx * w
       local est = pc * (w - into) / w + c
-      st[4 * i - 3], st[4 * i - 2], st[4 * i - 1], st[4 * i] =
-        idx, pc, est, hw == idx
       reset = w - into
       if est + 1 > limit then
         if c + 1 <= limit and pc > 0 then
@@ -186,56 +267,45 @@ for ci = 1, tonumber(ARGV[1]) do
 
   -- count the request in every limit, or in none; the reply in ms
   for i = 1, n do
-    local key, a = KEYS[kb + i], ARGV[base + 4 * i - 3]
+    local a = ARGV[base + 4 * i - 3]
     local limit = tonumber(ARGV[base + 4 * i - 2])
-    local w = tonumber(ARGV[base + 4 * i - 1]) * 1000
     local j = 4 * i - 1
     local count, remaining, reset = out[j], out[j + 1], out[j + 2]
+    local s = st[i]
 
     if allowed == 0 then
       -- nothing is counted
     elseif a == 'l' then
-      -- checks of one call share the instant: each starts where the last
-      -- one on the key stopped
-      local seq = used[key] or 0
-      local member = seq == 0 and stamp or stamp .. '-' .. seq
-      while redis.call('ZADD', key, 'NX', stamp, member) == 0 do
-        seq = seq + 1
-        member = stamp .. '-' .. seq
-      end
-      used[key] = seq + 1
-      redis.call('PEXPIRE', key, w / 1000)
+      -- checks of one call share the instant: each gets its own member
+      local seq = s.seq or 0
+      s.n = s.n + 1
+      s.m[s.n] = seq == 0 and stamp or stamp .. '-' .. seq
+      s.seq = seq + 1
       if count == 0 then
-        reset = w
+        reset = s.w
+        s.first = now
       end
+      s.count = count + 1
       count = count + 1
       remaining = limit - count
 
     elseif a == 'g' then
       local burst = tonumber(ARGV[base + 4 * i])
-      local interval = w / limit
-      local tat = st[4 * i - 3] + interval
-      redis.call('SET', key, string.format('g%d', math.ceil(tat)),
-                 'PX', math.max(1, math.ceil((tat - now) / 1000)))
+      local interval = s.w / limit
+      local tat = math.max(s.tat, now) + interval
+      s.tat, s.n = tat, 1
       remaining = math.floor((now + burst * interval - tat) / interval)
       count = burst - remaining
       reset = tat - now - (burst - remaining - 1) * interval
 
     elseif a == 'f' then
-      count = redis.call('INCR', key)
-      if count == 1 then
-        redis.call('PEXPIREAT', key, (now + reset) / 1000)
-      end
+      s.count, s.n = s.count + 1, s.n + 1
+      count = s.count
       remaining = limit - count
 
     else
-      local idx, pc, est = st[4 * i - 3], st[4 * i - 2], st[4 * i - 1] + 1
-      if st[4 * i] then
-        redis.call('HINCRBY', key, 'c', 1)
-      else
-        redis.call('HSET', key, 'w', idx, 'c', 1, 'p', pc)
-        redis.call('PEXPIREAT', key, (idx + 2) * w / 1000)
-      end
+      local est = s.pc * (s.w - (now - s.idx * s.w)) / s.w + s.c + 1
+      s.c, s.n = s.c + 1, s.n + 1
       count = math.ceil(est)
       remaining = math.floor(limit - est)
     end
@@ -257,6 +327,11 @@ for ci = 1, tonumber(ARGV[1]) do
   result[ci] = out
   kb = kb + n
   base = base + 4 * n
+end
+
+-- write back what the checks counted, once per key
+for i = 1, #order do
+  store(order[i])
 end
 
 return result

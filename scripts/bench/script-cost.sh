@@ -6,6 +6,9 @@
 # CPU time of redis-server (/proc), per check.  See docs/benchmarks.md.
 #
 #   scripts/bench/script-cost.sh            CALLS=200000 by default
+#   SOURCE=old.cpp BATCHES="1 8 32" scripts/bench/script-cost.sh
+#                                           another revision's rl_script.cpp,
+#                                           other batch sizes
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -18,7 +21,7 @@ pid=$(cat "$dir/redis.pid")
 rcli() { redis-cli -p "$port" "$@"; }
 
 # the script, as the module sends it
-sed -n '/R"lua(/,/)lua"/p' "$top/src/rl_script.cpp" | sed '1s/.*R"lua(//; $d' \
+sed -n '/R"lua(/,/)lua"/p' "${SOURCE:-$top/src/rl_script.cpp}" | sed '1s/.*R"lua(//; $d' \
     > "$dir/script.lua"
 sha=$(rcli script load "$(cat "$dir/script.lua")")
 
@@ -28,7 +31,7 @@ hz=$(getconf CLK_TCK)
 printf '%-15s %6s %18s %18s\n' algorithm batch "in script us/check" "Redis CPU us/check"
 for alg in l:sliding_log s:sliding_window g:gcra f:fixed_window; do
     code=${alg%%:*}
-    for batch in 1 8; do
+    for batch in ${BATCHES:-1 8}; do
         keys=() args=()
         for _ in $(seq "$batch"); do
             keys+=("cost:$code")

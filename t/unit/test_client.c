@@ -341,6 +341,185 @@ test_checks_of_one_loop_turn_share_a_command_in_order(void **state)
 }
 
 
+/*
+ * A sequence of checks, each of one or two limits on a few shared keys,
+ * decided twice: in two script calls of half the checks each (where the
+ * script reads each key once and writes it back once) and one check per
+ * call.  Both must give every check the same verdict, count and
+ * remaining, and leave the same counts in Redis.
+ */
+typedef struct {
+    const char      *key;         /* suffix of the key */
+    rl_algorithm_e   alg;
+    uint64_t         requests;
+    uint64_t         burst;
+} seq_limit_t;
+
+#define SEQ_CHECKS  18
+
+static void
+run_sequence(fixture_t *f, const char *prefix, const seq_limit_t (*seq)[2],
+    int batched, result_t *r)
+{
+    char            keys[SEQ_CHECKS][2][96];
+    rl_limit_arg_t  l[2];
+    int             i, j, n;
+
+    for (i = 0; i < SEQ_CHECKS; i++) {
+        n = seq[i][1].key ? 2 : 1;
+
+        for (j = 0; j < n; j++) {
+            snprintf(keys[i][j], sizeof(keys[i][j]), "%s:%s:%s", f->key,
+                     prefix, seq[i][j].key);
+            l[j] = (rl_limit_arg_t) { keys[i][j], strlen(keys[i][j]),
+                                      seq[i][j].requests, 3600000,
+                                      seq[i][j].alg, seq[i][j].burst };
+        }
+
+        memset(&r[i], 0, sizeof(r[i]));
+        assert_non_null(rl_check_start(f->client, l, n, on_done, &r[i],
+                                       &r[i].v));
+
+        /* batched: two calls, the second on keys the first wrote */
+        if (!batched || i == SEQ_CHECKS / 2 - 1) {
+            wait_for(f, &r[i], 2000);
+            assert_int_equal(r[i].calls, 1);
+        }
+    }
+
+    for (i = 0; i < SEQ_CHECKS; i++) {
+        wait_for(f, &r[i], 2000);
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].v.error, RL_OK);
+    }
+}
+
+
+static long long
+stored_count(fixture_t *f, const char *prefix, const char *suffix)
+{
+    long long    n = -1;
+    redisReply  *reply = redisCommand(f->sync, "TYPE %s:%s:%s", f->key,
+                                      prefix, suffix);
+
+    assert_non_null(reply);
+
+    if (strcmp(reply->str, "zset") == 0) {
+        freeReplyObject(reply);
+        reply = redisCommand(f->sync, "ZCARD %s:%s:%s", f->key, prefix,
+                             suffix);
+        n = reply->integer;
+
+    } else if (strcmp(reply->str, "hash") == 0) {
+        freeReplyObject(reply);
+        reply = redisCommand(f->sync, "HGET %s:%s:%s c", f->key, prefix,
+                             suffix);
+        n = atoll(reply->str);
+
+    } else if (strcmp(reply->str, "string") == 0) {
+        freeReplyObject(reply);
+        reply = redisCommand(f->sync, "GET %s:%s:%s", f->key, prefix,
+                             suffix);
+        /* a counter, or gcra's "g" and a time: its length tells apart */
+        n = reply->str[0] == 'g' ? 1000000 : atoll(reply->str);
+    }
+
+    freeReplyObject(reply);
+
+    return n;
+}
+
+
+static void
+test_one_call_decides_as_one_call_per_check(void **state)
+{
+    static const char  *suffixes[] = { "a", "b", "m" };
+    fixture_t          *f = *state;
+    result_t            one[SEQ_CHECKS], each[SEQ_CHECKS];
+    seq_limit_t         seq[SEQ_CHECKS][2];
+    rl_algorithm_e      algs[] = { RL_ALG_SLIDING_LOG, RL_ALG_SLIDING_WINDOW,
+                                   RL_ALG_GCRA, RL_ALG_FIXED_WINDOW };
+    int                 a, i, j, mixed, passed;
+    long long           before, after;
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    assert_non_null(f->client);
+
+    /* the connection up and the script loaded */
+    assert_non_null(start(f, "rl-unit-warm", 7, 60000, &one[0]));
+    wait_for(f, &one[0], 2000);
+
+    for (mixed = 0; mixed <= 1; mixed++) {
+        for (a = 0; a < (mixed ? 1 : 4); a++) {
+
+            /* a alone, a and b, b alone, ...; mixed: key m under each
+             * algorithm in turn, each taking over from the last */
+            memset(seq, 0, sizeof(seq));
+
+            for (i = 0; i < SEQ_CHECKS; i++) {
+                if (mixed) {
+                    seq[i][0] = (seq_limit_t) { "m", algs[(i / 4) % 4], 3,
+                                                2 };
+                    seq[i][1] = (seq_limit_t) { "a", algs[i % 4], 9, 0 };
+                    continue;
+                }
+
+                j = 0;
+
+                if (i % 3 != 2) {
+                    seq[i][j++] = (seq_limit_t) { "a", algs[a], 8, 3 };
+                }
+
+                if (i % 3 != 0) {
+                    seq[i][j++] = (seq_limit_t) { "b", algs[a], 9, 0 };
+                }
+            }
+
+            before = evalsha_calls(f);
+            run_sequence(f, mixed ? "one-mixed" : "one", seq, 1, one);
+            after = evalsha_calls(f);
+            assert_int_equal(after - before, 2);
+
+            run_sequence(f, mixed ? "each-mixed" : "each", seq, 0, each);
+            assert_int_equal(evalsha_calls(f) - after, SEQ_CHECKS);
+
+            passed = 0;
+
+            for (i = 0; i < SEQ_CHECKS; i++) {
+                assert_int_equal(one[i].v.allowed, each[i].v.allowed);
+                assert_int_equal(one[i].v.nlimits, each[i].v.nlimits);
+                passed += one[i].v.allowed;
+
+                for (j = 0; j < (int) one[i].v.nlimits; j++) {
+                    assert_int_equal(one[i].v.limits[j].count,
+                                     each[i].v.limits[j].count);
+                    assert_int_equal(one[i].v.limits[j].remaining,
+                                     each[i].v.limits[j].remaining);
+                    assert_int_equal(one[i].v.limits[j].retry_ms > 0,
+                                     each[i].v.limits[j].retry_ms > 0);
+                }
+            }
+
+            /* some pass and some are rejected, or it proves little */
+            assert_in_range(passed, 2, SEQ_CHECKS - 2);
+
+            for (i = 0; i < 3; i++) {
+                assert_int_equal(
+                    stored_count(f, mixed ? "one-mixed" : "one", suffixes[i]),
+                    stored_count(f, mixed ? "each-mixed" : "each",
+                                 suffixes[i]));
+            }
+
+            redisCommand(f->sync, "FLUSHDB");
+        }
+    }
+}
+
+
 static void
 test_a_rejected_request_counts_in_no_limit(void **state)
 {
@@ -1492,6 +1671,8 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_a_batch_sent_again_after_noscript_leaves_out_cancelled_checks,
             setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_one_call_decides_as_one_call_per_check, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_rejected_request_counts_in_no_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(
