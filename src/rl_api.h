@@ -165,6 +165,9 @@ size_t rl_build_key(char *buf, const char *prefix, size_t prefix_len,
     const char *key, size_t key_len, const char *name, size_t name_len)
     RL_NOEXCEPT;
 
+/* the limit script (rl_script.cpp), as sent to Redis; for tests and tools */
+const char *rl_limit_script(size_t *len) RL_NOEXCEPT;
+
 /*
  * Decodes the limit script's reply (a hiredis redisReply) for n limits into
  * v; returns 0, or -1 with v->error and v->errstr set.

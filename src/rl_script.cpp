@@ -138,13 +138,15 @@ local function store(s)
     return
   end
   if s.a == 'l' then
-    local args, added = {}, 0
-    for i = 1, n do
-      args[2 * i - 1], args[2 * i] = stamp, s.m[i]
-      if i % 100 == 0 or i == n then
-        added = added + redis.call('ZADD', key, 'NX', unpack(args))
-        args = {}
+    -- the new members, at most 100 a command
+    local added, i = 0, 1
+    while i <= n do
+      local args, j = {}, 0
+      while j < 200 and i <= n do
+        args[j + 1], args[j + 2] = stamp, s.m[i]
+        i, j = i + 1, j + 2
       end
+      added = added + redis.call('ZADD', key, 'NX', unpack(args))
     end
     -- a member of an earlier call at the same instant: add more
     while added < n do
@@ -435,3 +437,11 @@ formatCommand(const std::vector<const std::string *> &argv, std::string *cmd)
 }
 
 } /* namespace rl */
+
+
+extern "C" const char *
+rl_limit_script(size_t *len) noexcept
+{
+    *len = sizeof(script) - 1;
+    return script;
+}

@@ -9,6 +9,9 @@
 #   SOURCE=old.cpp BATCHES="1 8 32" scripts/bench/script-cost.sh
 #                                           another revision's rl_script.cpp,
 #                                           other batch sizes
+#   KEYS_PER_BATCH=distinct scripts/bench/script-cost.sh
+#                                           a key of its own for each check
+#                                           of a batch (default: one key)
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,12 +32,16 @@ ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
 hz=$(getconf CLK_TCK)
 
 printf '%-15s %6s %18s %18s\n' algorithm batch "in script us/check" "Redis CPU us/check"
-for alg in l:sliding_log s:sliding_window g:gcra f:fixed_window; do
+for alg in ${ALGS:-l:sliding_log s:sliding_window g:gcra f:fixed_window}; do
     code=${alg%%:*}
     for batch in ${BATCHES:-1 8}; do
         keys=() args=()
-        for _ in $(seq "$batch"); do
-            keys+=("cost:$code")
+        for i in $(seq "$batch"); do
+            if [ "${KEYS_PER_BATCH:-one}" = distinct ]; then
+                keys+=("cost:$code:$i")
+            else
+                keys+=("cost:$code")
+            fi
             args+=(1 "$code" 1000000000 3600000 1000000000)
         done
         rcli flushall > /dev/null

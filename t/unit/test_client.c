@@ -520,6 +520,81 @@ test_one_call_decides_as_one_call_per_check(void **state)
 }
 
 
+/*
+ * A call of more checks than the client ever sends (it sends 64 at most):
+ * the script adds a sliding log's new members 100 a command, and must
+ * count every one of them.
+ */
+static void
+test_a_call_of_250_checks_on_one_key_counts_each(void **state)
+{
+    enum { N = 250 };
+    fixture_t    *f = *state;
+    const char   *argv[3 + N + 1 + 5 * N];
+    size_t        argl[3 + N + 1 + 5 * N], len;
+    char          nkeys[8], limits[2][8];
+    int           i, k, l, passed;
+    redisReply   *reply;
+    static const char  *lims[] = { "1000", "100" };
+
+    if (!f->port) {
+        skip();
+    }
+
+    for (l = 0; l < 2; l++) {
+        k = 0;
+        argv[k++] = "EVAL";
+        argv[k++] = rl_limit_script(&len);
+        argl[0] = 4;
+        argl[1] = len;
+        snprintf(nkeys, sizeof(nkeys), "%d", N);
+        argv[k++] = nkeys;
+
+        for (i = 0; i < N; i++) {
+            argv[k++] = f->key;
+        }
+
+        argv[k++] = nkeys;
+        snprintf(limits[l], sizeof(limits[l]), "%s", lims[l]);
+
+        for (i = 0; i < N; i++) {
+            argv[k++] = "1";
+            argv[k++] = "l";
+            argv[k++] = limits[l];
+            argv[k++] = "60000";
+            argv[k++] = limits[l];
+        }
+
+        for (i = 2; i < k; i++) {
+            argl[i] = strlen(argv[i]);
+        }
+
+        reply = redisCommand(f->sync, "DEL %s", f->key);
+        assert_non_null(reply);
+        freeReplyObject(reply);
+
+        reply = redisCommandArgv(f->sync, k, argv, argl);
+        assert_non_null(reply);
+        assert_int_equal(reply->type, REDIS_REPLY_ARRAY);
+        assert_int_equal(reply->elements, N);
+
+        passed = 0;
+
+        for (i = 0; i < N; i++) {
+            assert_int_equal(reply->element[i]->type, REDIS_REPLY_ARRAY);
+            assert_int_equal(reply->element[i]->element[0]->integer,
+                             i < atoi(lims[l]));
+            passed += (int) reply->element[i]->element[0]->integer;
+        }
+
+        freeReplyObject(reply);
+
+        assert_int_equal(passed, l == 0 ? N : 100);
+        assert_int_equal(zcard(f, f->key), l == 0 ? N : 100);
+    }
+}
+
+
 static void
 test_a_rejected_request_counts_in_no_limit(void **state)
 {
@@ -1673,6 +1748,9 @@ main(void)
             setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_one_call_decides_as_one_call_per_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_call_of_250_checks_on_one_key_counts_each, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             test_a_rejected_request_counts_in_no_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(
