@@ -249,10 +249,11 @@ rl_client_t *rl_client_create(rl_loop_t *loop, const rl_redis_conf_t *conf,
 void rl_client_destroy(rl_client_t *client) RL_NOEXCEPT;
 
 /*
- * Starts a check of n limits (1..RL_MAX_LIMITS) in one round trip.  Returns
- * the in-flight check, whose callback will be called once; or NULL when the
- * answer is known at once (Redis known to be down, too many checks in
- * flight), with the error in *now.
+ * Starts a check of n limits (1..RL_MAX_LIMITS, each on a key of its own)
+ * in one round trip.  Returns the in-flight check, whose callback will be
+ * called once; or NULL when the answer is known at once (Redis known to be
+ * down, too many checks in flight, a key named twice), with the error in
+ * *now.
  */
 rl_check_t *rl_check_start(rl_client_t *client, const rl_limit_arg_t *limits,
     size_t n, rl_check_done_pt done, void *data, rl_verdict_t *now)

@@ -495,6 +495,20 @@ RedisClient::start(const rl_limit_arg_t *limits, size_t n,
         return nullptr;
     }
 
+    /* the script keeps one state per key: a key counts once per check */
+    for (size_t i = 1; i < n; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (limits[i].key_len == limits[j].key_len
+                && std::memcmp(limits[i].key, limits[j].key,
+                               limits[i].key_len) == 0)
+            {
+                errorVerdict(now, RL_ERR_REPLY,
+                             "the same key twice in one check");
+                return nullptr;
+            }
+        }
+    }
+
     if (down_) {
         errorVerdict(now, downKind_,
                      lastError_.empty() ? "Redis down" : lastError_.c_str());

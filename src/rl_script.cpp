@@ -17,10 +17,16 @@
  * Time is the Redis server's (TIME), never a client's: every nginx host
  * shares one clock.  All limits are decided, reading only, before any is
  * counted: the request is counted in every limit or in none, so a rejected
- * request consumes nothing, and a Redis at maxmemory refuses the first
- * write before anything is half done.  (Sliding-log trimming of entries
- * already out of the window is done while deciding; it changes no
- * decision.)
+ * request consumes nothing.  Every write waits for the end of the call, and
+ * the first is one a Redis at maxmemory refuses (ZADD, SET, INCRBY, HSET,
+ * HINCRBY; Redis lets a script that has written once write on), so such a
+ * Redis refuses the whole call before anything is done; only a key of
+ * another type, deleted before it is replaced, comes first.  Sliding-log
+ * entries already out of the window are left out of the count when read,
+ * and trimmed last.
+ *
+ * The keys of one check must differ (the client refuses a check that
+ * names a key twice).
  *
  * Returns, per check, { allowed, n, then per limit: count, remaining,
  * reset_ms, retry_ms }: count is the number of requests in the window
@@ -77,47 +83,53 @@ local result = {}
 local kb, base = 0, 1
 
 -- what Redis holds for a key, read once per call; the checks of the call
--- then decide and count on it, and store() writes it back at the end
+-- then decide and count on it, and store() writes it back at the end.
+-- Nothing is written here: a key another algorithm left is marked to be
+-- replaced (wipe), sliding_log's entries out of the window to be trimmed
+-- (cut), so that the first write of a call is a store's.
 local function load(key, a, w)
   local s = { key = key, a = a, w = w, n = 0 }
   if a == 'l' then
     local o = redis.pcall('ZRANGE', key, 0, 0, 'WITHSCORES')
+    s.count, s.m = 0, {}
     if o.err then
-      redis.call('DEL', key)
-      o = {}
+      s.wipe = true
+    elseif o[2] then
+      local first = math.floor(o[2] * 1000000 + 0.5)
+      if first > now - w then
+        s.first = first
+        s.count = redis.call('ZCARD', key)
+      else
+        local c = now - w
+        s.cut = string.format('%d.%06d', math.floor(c / 1000000),
+                              c % 1000000)
+        s.count = redis.call('ZCOUNT', key, '(' .. s.cut, '+inf')
+        if s.count > 0 then
+          o = redis.call('ZRANGEBYSCORE', key, '(' .. s.cut, '+inf',
+                         'WITHSCORES', 'LIMIT', 0, 1)
+          s.first = math.floor(o[2] * 1000000 + 0.5)
+        end
+      end
     end
-    if o[2] and math.floor(o[2] * 1000000 + 0.5) <= now - w then
-      local c = now - w
-      redis.call('ZREMRANGEBYSCORE', key, '-inf',
-                 string.format('%d.%06d', math.floor(c / 1000000),
-                               c % 1000000))
-      o = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    end
-    s.count, s.stored, s.m = 0, 0, {}
-    if o[2] then
-      s.first = math.floor(o[2] * 1000000 + 0.5)
-      s.count = redis.call('ZCARD', key)
-      s.stored = s.count
-    end
+    s.stored = s.count
   elseif a == 'g' then
+    -- SET replaces a value of any type
     local v = redis.pcall('GET', key)
     s.tat = now
-    if type(v) == 'table' then
-      redis.call('DEL', key)
-    elseif v and string.byte(v, 1) == 103 then
+    if type(v) == 'string' and string.byte(v, 1) == 103 then
       s.tat = tonumber(string.sub(v, 2)) or now
     end
   elseif a == 'f' then
     local v = redis.pcall('GET', key)
     if type(v) == 'table' or (v and not tonumber(v)) then
-      redis.call('DEL', key)
+      s.wipe = true
       v = false
     end
     s.count = tonumber(v) or 0
   else
     local h = redis.pcall('HMGET', key, 'w', 'c', 'p')
     if h.err then
-      redis.call('DEL', key)
+      s.wipe = true
       h = {}
     end
     local idx = math.floor(now / w)
@@ -132,12 +144,24 @@ local function load(key, a, w)
   return s
 end
 
+local function trim(s)
+  if s.cut then
+    redis.call('ZREMRANGEBYSCORE', s.key, '-inf', s.cut)
+    s.cut = nil
+  end
+end
+
+-- writes back what the checks counted; the first command is one Redis
+-- refuses at maxmemory (but for a key of another type, deleted first)
 local function store(s)
   local key, w, n = s.key, s.w, s.n
   if n == 0 then
     return
   end
   if s.a == 'l' then
+    if s.wipe then
+      redis.call('DEL', key)
+    end
     -- the new members, at most 100 a command
     local added, i = 0, 1
     while i <= n do
@@ -159,16 +183,26 @@ local function store(s)
     redis.call('SET', key, string.format('g%d', math.ceil(s.tat)),
                'PX', math.max(1, math.ceil((s.tat - now) / 1000)))
   elseif s.a == 'f' then
-    if redis.call('INCRBY', key, n) == n then
+    local count
+    if s.wipe then
+      count = n
+      redis.call('SET', key, n)
+    else
+      count = redis.call('INCRBY', key, n)
+    end
+    if count == n then
       redis.call('PEXPIREAT', key, (math.floor(now / w) + 1) * w / 1000)
     end
   elseif s.same then
     redis.call('HINCRBY', key, 'c', n)
   else
+    if s.wipe then
+      redis.call('DEL', key)
+    end
     redis.call('HSET', key, 'w', s.idx, 'c', s.c, 'p', s.pc)
     redis.call('PEXPIREAT', key, (s.idx + 2) * w / 1000)
   end
-  s.n = 0
+  s.n, s.wipe = 0, false
 end
 
 -- check ci: its keys follow KEYS[kb], its arguments ARGV[base]
@@ -190,6 +224,7 @@ for ci = 1, tonumber(ARGV[1]) do
     -- the key under another algorithm or window: as if it came alone
     if s and (s.a ~= a or s.w ~= w) then
       store(s)
+      trim(s)
       s = nil
     end
     if not s then
@@ -207,7 +242,11 @@ for ci = 1, tonumber(ARGV[1]) do
           retry = reset
         elseif count > limit then
           local e = now
-          if count - limit < s.stored then
+          if count - limit < s.stored and s.cut then
+            e = redis.call('ZRANGEBYSCORE', key, '(' .. s.cut, '+inf',
+                           'WITHSCORES', 'LIMIT', count - limit, 1)
+            e = math.floor(e[2] * 1000000 + 0.5)
+          elseif count - limit < s.stored then
             e = redis.call('ZRANGE', key, count - limit, count - limit,
                            'WITHSCORES')
             e = math.floor(e[2] * 1000000 + 0.5)
@@ -331,9 +370,12 @@ for ci = 1, tonumber(ARGV[1]) do
   base = base + 4 * n
 end
 
--- write back what the checks counted, once per key
+-- write back what the checks counted, once per key; then trim
 for i = 1, #order do
   store(order[i])
+end
+for i = 1, #order do
+  trim(order[i])
 end
 
 return result

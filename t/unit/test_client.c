@@ -596,6 +596,156 @@ test_a_call_of_250_checks_on_one_key_counts_each(void **state)
 
 
 static void
+test_a_key_named_twice_in_one_check_is_refused(void **state)
+{
+    fixture_t       *f = *state;
+    result_t         r;
+    char             a[80], b[80];
+    rl_limit_arg_t   l[3];
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    assert_non_null(f->client);
+
+    snprintf(a, sizeof(a), "%s:a", f->key);
+    snprintf(b, sizeof(b), "%s:b", f->key);
+
+    l[0] = (rl_limit_arg_t) { a, strlen(a), 2, 60000, RL_ALG_FIXED_WINDOW, 0 };
+    l[1] = (rl_limit_arg_t) { b, strlen(b), 5, 60000, RL_ALG_GCRA, 0 };
+    l[2] = (rl_limit_arg_t) { a, strlen(a), 9, 1000, RL_ALG_FIXED_WINDOW, 0 };
+
+    memset(&r, 0, sizeof(r));
+    assert_null(rl_check_start(f->client, l, 3, on_done, &r, &r.v));
+    assert_int_equal(r.v.error, RL_ERR_REPLY);
+    assert_string_equal(r.v.errstr, "the same key twice in one check");
+
+    /* two keys of their own are fine */
+    assert_non_null(rl_check_start(f->client, l, 2, on_done, &r, &r.v));
+    wait_for(f, &r, 2000);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.v.error, RL_OK);
+    assert_int_equal(r.v.allowed, 1);
+}
+
+
+static void
+sync_ok(fixture_t *f, const char *cmd)
+{
+    redisReply  *reply = redisCommand(f->sync, cmd);
+
+    assert_non_null(reply);
+    assert_int_not_equal(reply->type, REDIS_REPLY_ERROR);
+    freeReplyObject(reply);
+}
+
+
+/*
+ * A Redis at maxmemory (noeviction) refuses the script's first write, and
+ * Redis lets a script that has written once write on.  So nothing may be
+ * written before the first counted request's: the trim of a sliding log's
+ * old entries (in the batch's second check, on a key read after the first
+ * check's) used to come first, and every write of the batch then got past
+ * maxmemory.
+ */
+static void
+test_at_maxmemory_a_batch_writes_nothing(void **state)
+{
+    fixture_t       *f = *state;
+    result_t         r[2];
+    char             a[80], b[80];
+    rl_limit_arg_t   l[2];
+    redisReply      *reply;
+    long long        a_exists, b_card;
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    assert_non_null(f->client);
+
+    /* the connection up and the script loaded */
+    assert_non_null(start(f, "rl-unit-warm", 7, 60000, &r[0]));
+    wait_for(f, &r[0], 2000);
+    assert_int_equal(r[0].v.error, RL_OK);
+
+    snprintf(a, sizeof(a), "%s:a", f->key);
+    snprintf(b, sizeof(b), "%s:b", f->key);
+
+    /* an entry of 1970 in b's log: out of any window, trimmed by a check */
+    reply = redisCommand(f->sync, "ZADD %s 1 old", b);
+    assert_non_null(reply);
+    freeReplyObject(reply);
+
+    sync_ok(f, "CONFIG SET maxmemory-policy noeviction");
+    sync_ok(f, "CONFIG SET maxmemory 1");
+
+    l[0] = (rl_limit_arg_t) { a, strlen(a), 5, 60000, RL_ALG_GCRA, 0 };
+    l[1] = (rl_limit_arg_t) { b, strlen(b), 5, 60000, RL_ALG_SLIDING_LOG, 0 };
+
+    memset(r, 0, sizeof(r));
+    assert_non_null(rl_check_start(f->client, &l[0], 1, on_done, &r[0],
+                                   &r[0].v));
+    assert_non_null(rl_check_start(f->client, &l[1], 1, on_done, &r[1],
+                                   &r[1].v));
+    wait_for(f, &r[0], 2000);
+    wait_for(f, &r[1], 2000);
+
+    reply = redisCommand(f->sync, "EXISTS %s", a);
+    assert_non_null(reply);
+    a_exists = reply->integer;
+    freeReplyObject(reply);
+    b_card = zcard(f, b);
+
+    sync_ok(f, "CONFIG SET maxmemory 0");
+
+    assert_int_equal(r[0].calls, 1);
+    assert_int_equal(r[1].calls, 1);
+    assert_int_equal(r[0].v.error, RL_ERR_REPLY);
+    assert_int_equal(r[1].v.error, RL_ERR_REPLY);
+    assert_non_null(strstr(r[1].why, "OOM"));
+    assert_int_equal(a_exists, 0);
+    assert_int_equal(b_card, 1);
+}
+
+
+/*
+ * gcra at 3 a second: an emission interval of 333,333.3 us.  Three
+ * requests at one instant are a burst of 3 and pass; the script used to
+ * round the arrival time up after each one and reject the third.
+ */
+static void
+test_gcra_burst_with_a_fractional_interval(void **state)
+{
+    fixture_t  *f = *state;
+    result_t    r[4];
+    int         i;
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    assert_non_null(f->client);
+
+    for (i = 0; i < 4; i++) {
+        assert_non_null(start_alg(f, f->key, 3, 1000, RL_ALG_GCRA, 3, &r[i]));
+    }
+
+    for (i = 0; i < 4; i++) {
+        wait_for(f, &r[i], 2000);
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].v.error, RL_OK);
+        assert_int_equal(r[i].v.allowed, i < 3);
+        assert_int_equal(r[i].v.limits[0].remaining, i < 3 ? 2 - i : 0);
+    }
+}
+
+
+static void
 test_a_rejected_request_counts_in_no_limit(void **state)
 {
     fixture_t       *f = *state;
@@ -1751,6 +1901,12 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_a_call_of_250_checks_on_one_key_counts_each, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_key_named_twice_in_one_check_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_at_maxmemory_a_batch_writes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_gcra_burst_with_a_fractional_interval, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_rejected_request_counts_in_no_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(
