@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <strings.h>
 
@@ -243,6 +244,177 @@ decodeReply(const redisReply *reply, size_t n, rl_verdict_t *v) noexcept
     return true;
 }
 
+namespace {
+
+/*
+ * The reply objects: redisReply values and element arrays, each allocated
+ * alone as hiredis allocates them, kept on free lists when freed.  An
+ * array's capacity is a power of two up to kPoolMaxArray, kept in its
+ * len (which hiredis leaves 0 in an array): an array hiredis made, or a
+ * larger one, is freed, never pooled.
+ */
+class ReplyPool {
+public:
+    ReplyPool() = default;
+    ReplyPool(const ReplyPool &) = delete;
+    ReplyPool &operator=(const ReplyPool &) = delete;
+
+    ~ReplyPool()
+    {
+        while (nodes_) {
+            redisReply  *r = nodes_;
+
+            nodes_ = reinterpret_cast<redisReply *>(r->element);
+            std::free(r);
+        }
+
+        for (redisReply **&a : arrays_) {
+            while (a) {
+                redisReply  **next = reinterpret_cast<redisReply **>(a[0]);
+
+                std::free(a);
+                a = next;
+            }
+        }
+    }
+
+    redisReply *
+    node(int type) noexcept
+    {
+        redisReply  *r = nodes_;
+
+        if (r == nullptr) {
+            r = static_cast<redisReply *>(std::calloc(1, sizeof(redisReply)));
+
+        } else {
+            nodes_ = reinterpret_cast<redisReply *>(r->element);
+            nnodes_--;
+            std::memset(r, 0, sizeof(redisReply));
+        }
+
+        if (r) {
+            r->type = type;
+        }
+
+        return r;
+    }
+
+    /* elements slots, all NULL; *cap: what to keep in the reply's len */
+    redisReply **
+    array(size_t elements, size_t *cap) noexcept
+    {
+        size_t         c = 1, k = 0;
+        redisReply   **a;
+
+        while (c < elements) {
+            c <<= 1;
+            k++;
+        }
+
+        if (c > ReplyGuard::kPoolMaxArray) {
+            *cap = 0;
+            return static_cast<redisReply **>(
+                std::calloc(elements, sizeof(redisReply *)));
+        }
+
+        *cap = c;
+        a = arrays_[k];
+
+        if (a == nullptr) {
+            return static_cast<redisReply **>(
+                std::calloc(c, sizeof(redisReply *)));
+        }
+
+        arrays_[k] = reinterpret_cast<redisReply **>(a[0]);
+        narrays_[k]--;
+        std::memset(a, 0, c * sizeof(redisReply *));
+
+        return a;
+    }
+
+    void
+    free(redisReply *r) noexcept
+    {
+        switch (r->type) {
+
+        case REDIS_REPLY_ARRAY:
+            if (r->element) {
+                for (size_t i = 0; i < r->elements; i++) {
+                    if (r->element[i]) {
+                        free(r->element[i]);
+                    }
+                }
+
+                freeArray(r->element, r->len);
+            }
+            break;
+
+        case REDIS_REPLY_ERROR:
+        case REDIS_REPLY_STATUS:
+        case REDIS_REPLY_STRING:
+            std::free(r->str);
+            break;
+        }
+
+        if (nnodes_ == ReplyGuard::kPoolNodes) {
+            std::free(r);
+            return;
+        }
+
+        r->element = reinterpret_cast<redisReply **>(nodes_);
+        nodes_ = r;
+        nnodes_++;
+    }
+
+private:
+    void
+    freeArray(redisReply **a, size_t cap) noexcept
+    {
+        size_t  k = 0;
+
+        while (k < kClasses && (size_t) 1 << k != cap) {
+            k++;
+        }
+
+        if (k == kClasses || narrays_[k] == ReplyGuard::kPoolArrays) {
+            std::free(a);
+            return;
+        }
+
+        a[0] = reinterpret_cast<redisReply *>(arrays_[k]);
+        arrays_[k] = a;
+        narrays_[k]++;
+    }
+
+    /* capacities 1, 2, 4 ... kPoolMaxArray */
+    static constexpr size_t  kClasses = 9;
+    static_assert((size_t) 1 << (kClasses - 1) == ReplyGuard::kPoolMaxArray,
+                  "one class per power of two up to kPoolMaxArray");
+
+    redisReply    *nodes_ = nullptr;          /* linked through element */
+    size_t         nnodes_ = 0;
+    redisReply   **arrays_[kClasses] = {};    /* linked through [0] */
+    size_t         narrays_[kClasses] = {};
+};
+
+
+ReplyPool  pool;
+
+
+/* hiredis' rule: a value is its parent's element idx */
+void *
+adopt(const redisReadTask *task, redisReply *r) noexcept
+{
+    if (r && task->parent) {
+        static_cast<redisReply *>(task->parent->obj)->element[task->idx] = r;
+    }
+
+    return r;
+}
+
+} /* namespace */
+
+
 void
 ReplyGuard::attach(redisReader *reader, const redisAsyncContext *ac) noexcept
 {
@@ -251,12 +423,11 @@ ReplyGuard::attach(redisReader *reader, const redisAsyncContext *ac) noexcept
     message_ = false;
 
     if (reader->fn != &fn_) {
-        hiredis_ = *reader->fn;
-        fn_ = hiredis_;
         fn_.createString = createString;
         fn_.createArray = createArray;
         fn_.createInteger = createInteger;
         fn_.createNil = createNil;
+        fn_.freeObject = freeObject;
         reader->fn = &fn_;
     }
 
@@ -395,7 +566,24 @@ ReplyGuard::createString(const redisReadTask *task, char *str, size_t len)
         }
     }
 
-    return g->hiredis_.createString(task, str, len);
+    redisReply  *r = pool.node(task->type);
+
+    if (r == nullptr) {
+        return nullptr;
+    }
+
+    r->str = static_cast<char *>(std::malloc(len + 1));
+
+    if (r->str == nullptr) {
+        pool.free(r);
+        return nullptr;
+    }
+
+    std::memcpy(r->str, str, len);
+    r->str[len] = '\0';
+    r->len = len;
+
+    return adopt(task, r);
 }
 
 
@@ -421,7 +609,24 @@ ReplyGuard::createArray(const redisReadTask *task, int elements) noexcept
         return nullptr;
     }
 
-    return g->hiredis_.createArray(task, elements);
+    redisReply  *r = pool.node(REDIS_REPLY_ARRAY);
+
+    if (r == nullptr) {
+        return nullptr;
+    }
+
+    if (elements > 0) {
+        r->element = pool.array((size_t) elements, &r->len);
+
+        if (r->element == nullptr) {
+            pool.free(r);
+            return nullptr;
+        }
+    }
+
+    r->elements = (size_t) elements;
+
+    return adopt(task, r);
 }
 
 
@@ -435,7 +640,13 @@ ReplyGuard::createInteger(const redisReadTask *task, long long value)
         return nullptr;
     }
 
-    return g->hiredis_.createInteger(task, value);
+    redisReply  *r = pool.node(REDIS_REPLY_INTEGER);
+
+    if (r) {
+        r->integer = value;
+    }
+
+    return adopt(task, r);
 }
 
 
@@ -448,7 +659,16 @@ ReplyGuard::createNil(const redisReadTask *task) noexcept
         return nullptr;
     }
 
-    return g->hiredis_.createNil(task);
+    return adopt(task, pool.node(REDIS_REPLY_NIL));
+}
+
+
+void
+ReplyGuard::freeObject(void *reply) noexcept
+{
+    if (reply) {
+        pool.free(static_cast<redisReply *>(reply));
+    }
 }
 
 

@@ -57,6 +57,16 @@ bool decodeReply(const redisReply *reply, size_t n, rl_verdict_t *v) noexcept;
  * module reads (a batch of 64 checks of 16 limits is under 100 KB; a ROLE,
  * a master's address, a pub/sub message are smaller).  The guard must
  * outlive the reader; attaching it again resets what it refused.
+ *
+ * The guard also builds the reply objects itself, as hiredis does (each
+ * a redisReply, freeReplyObject() can free them), but from a pool: the
+ * values of a reply freed with the reader's freeObject (as hiredis frees
+ * every reply after its callback) are kept for the next one, so a warm
+ * worker allocates nothing per check for the replies (hiredis callocs
+ * seven or more values per check).  The pool is the process's (the
+ * module's event loop has one thread) and keeps at most kPoolNodes values
+ * and kPoolArrays arrays of each size up to kPoolMaxArray; the rest are
+ * freed.
  */
 class ReplyGuard {
 public:
@@ -96,14 +106,21 @@ private:
     static void *createInteger(const redisReadTask *task, long long value)
         noexcept;
     static void *createNil(const redisReadTask *task) noexcept;
+    static void freeObject(void *reply) noexcept;
+
+public:
+    static constexpr size_t  kPoolNodes = 4096;
+    static constexpr size_t  kPoolArrays = 128;
+    static constexpr size_t  kPoolMaxArray = 256;
+
+private:
 
     bool admit(const redisReadTask *task, const char *str, size_t len)
         noexcept;
     void refuse(const char *fmt, ...) noexcept
         __attribute__((format(printf, 2, 3)));
 
-    redisReplyObjectFunctions   fn_ {};     /* ours, then hiredis' own: */
-    redisReplyObjectFunctions   hiredis_ {};
+    redisReplyObjectFunctions   fn_ {};
     const redisAsyncContext    *ac_ = nullptr;
     bool                        message_ = false;  /* a pub/sub message */
     size_t                      objects_ = 0;      /* of the reply built */

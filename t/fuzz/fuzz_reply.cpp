@@ -202,7 +202,9 @@ feed(const uint8_t *data, size_t size, const redisAsyncContext *ac,
 
             checkShape(static_cast<redisReply *>(reply), 0);
             check(static_cast<redisReply *>(reply), ac ? ac->c.flags : 0);
-            freeReplyObject(reply);
+
+            /* as hiredis frees a reply after its callback: to the pool */
+            reader->fn->freeObject(reply);
         }
 
         if (reader->err || pass == 1
