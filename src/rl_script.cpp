@@ -58,7 +58,8 @@
  * alone, so each check is decided as if it had come in a call of its own,
  * while a batch of one busy client's requests costs a read and a write,
  * not one of each per request.  A key needed under another algorithm or
- * window than it was read with is stored and read again.
+ * window than it was read with is stored and read again (a sliding log
+ * then without the entries the first window trimmed).
  *
  * The script is written for Redis' Lua interpreter, which runs all of it
  * on every call: one table per key, few string conversions, and no
@@ -79,30 +80,38 @@ local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
 local stamp = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 local state, order = {}, {}
+local cuts, cutkeys = {}, {}
 local result = {}
 local kb, base = 0, 1
 
 -- what Redis holds for a key, read once per call; the checks of the call
 -- then decide and count on it, and store() writes it back at the end.
 -- Nothing is written here: a key another algorithm left is marked to be
--- replaced (wipe), sliding_log's entries out of the window to be trimmed
--- (cut), so that the first write of a call is a store's.
+-- replaced (wipe), and sliding_log's entries out of the window are left
+-- out (everything up to the cut, which only grows within a call, as the
+-- entries a check trims are gone for the next) and trimmed at the end,
+-- so that the first write of a call is a store's.
 local function load(key, a, w)
   local s = { key = key, a = a, w = w, n = 0 }
   if a == 'l' then
-    local o = redis.pcall('ZRANGE', key, 0, 0, 'WITHSCORES')
+    local cut, c = now - w, cuts[key]
+    if c and c.n > cut then
+      cut = c.n
+    end
+    s.cut = string.format('%d.%06d', math.floor(cut / 1000000),
+                          cut % 1000000)
     s.count, s.m = 0, {}
+    local o = redis.pcall('ZRANGE', key, 0, 0, 'WITHSCORES')
+    local stale = false
     if o.err then
       s.wipe = true
     elseif o[2] then
       local first = math.floor(o[2] * 1000000 + 0.5)
-      if first > now - w then
+      if first > cut then
         s.first = first
         s.count = redis.call('ZCARD', key)
       else
-        local c = now - w
-        s.cut = string.format('%d.%06d', math.floor(c / 1000000),
-                              c % 1000000)
+        stale = true
         s.count = redis.call('ZCOUNT', key, '(' .. s.cut, '+inf')
         if s.count > 0 then
           o = redis.call('ZRANGEBYSCORE', key, '(' .. s.cut, '+inf',
@@ -112,6 +121,12 @@ local function load(key, a, w)
       end
     end
     s.stored = s.count
+    if not c then
+      c = {}
+      cuts[key] = c
+      cutkeys[#cutkeys + 1] = key
+    end
+    c.n, c.s, c.stale = cut, s.cut, c.stale or stale
   elseif a == 'g' then
     -- SET replaces a value of any type
     local v = redis.pcall('GET', key)
@@ -144,11 +159,26 @@ local function load(key, a, w)
   return s
 end
 
-local function trim(s)
-  if s.cut then
-    redis.call('ZREMRANGEBYSCORE', s.key, '-inf', s.cut)
-    s.cut = nil
+-- the time of the sliding-log entry at rank r (from 0) of those in the
+-- window, counting the ones this call added at now
+local function ranked(s, r)
+  if s.wipe then
+    return now
   end
+  if s.n > 0 then
+    -- they come after the stored ones up to now (a clock set back may have
+    -- left later ones)
+    local upto = redis.call('ZCOUNT', s.key, '(' .. s.cut, stamp)
+    if r >= upto then
+      if r < upto + s.n then
+        return now
+      end
+      r = r - s.n
+    end
+  end
+  local e = redis.call('ZRANGEBYSCORE', s.key, '(' .. s.cut, '+inf',
+                       'WITHSCORES', 'LIMIT', r, 1)
+  return math.floor(e[2] * 1000000 + 0.5)
 end
 
 -- writes back what the checks counted; the first command is one Redis
@@ -224,7 +254,6 @@ for ci = 1, tonumber(ARGV[1]) do
     -- the key under another algorithm or window: as if it came alone
     if s and (s.a ~= a or s.w ~= w) then
       store(s)
-      trim(s)
       s = nil
     end
     if not s then
@@ -241,17 +270,7 @@ for ci = 1, tonumber(ARGV[1]) do
         if count == limit then
           retry = reset
         elseif count > limit then
-          local e = now
-          if count - limit < s.stored and s.cut then
-            e = redis.call('ZRANGEBYSCORE', key, '(' .. s.cut, '+inf',
-                           'WITHSCORES', 'LIMIT', count - limit, 1)
-            e = math.floor(e[2] * 1000000 + 0.5)
-          elseif count - limit < s.stored then
-            e = redis.call('ZRANGE', key, count - limit, count - limit,
-                           'WITHSCORES')
-            e = math.floor(e[2] * 1000000 + 0.5)
-          end
-          retry = e + w - now
+          retry = ranked(s, count - limit) + w - now
         end
       end
       remaining = limit - count
@@ -324,6 +343,8 @@ for ci = 1, tonumber(ARGV[1]) do
       s.seq = seq + 1
       if count == 0 then
         reset = s.w
+      end
+      if not s.first or s.first > now then
         s.first = now
       end
       s.count = count + 1
@@ -370,12 +391,16 @@ for ci = 1, tonumber(ARGV[1]) do
   base = base + 4 * n
 end
 
--- write back what the checks counted, once per key; then trim
+-- write back what the checks counted, once per key; then trim (a key
+-- another algorithm has taken over since is not a log any more)
 for i = 1, #order do
   store(order[i])
 end
-for i = 1, #order do
-  trim(order[i])
+for i = 1, #cutkeys do
+  local c = cuts[cutkeys[i]]
+  if c.stale then
+    redis.pcall('ZREMRANGEBYSCORE', cutkeys[i], '-inf', c.s)
+  end
 end
 
 return result

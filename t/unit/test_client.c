@@ -746,6 +746,134 @@ test_at_maxmemory_a_batch_writes_nothing(void **state)
 
 
 /*
+ * The same at maxmemory when a sliding log comes back in the batch under
+ * another window, after a check that counted nothing (rejected by its
+ * other limit): the log's old entry used to be trimmed then, a first
+ * write Redis allows at maxmemory, and every write after it went through.
+ */
+static void
+test_at_maxmemory_a_log_read_again_writes_nothing(void **state)
+{
+    fixture_t       *f = *state;
+    result_t         r[2];
+    char             b[80], fw[80];
+    rl_limit_arg_t   l[3];
+    redisReply      *reply;
+    long long        b_card;
+    char             f_value[16] = "";
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    assert_non_null(f->client);
+
+    assert_non_null(start(f, "rl-unit-warm", 7, 60000, &r[0]));
+    wait_for(f, &r[0], 2000);
+    assert_int_equal(r[0].v.error, RL_OK);
+
+    snprintf(b, sizeof(b), "%s:b", f->key);
+    snprintf(fw, sizeof(fw), "%s:f", f->key);
+
+    reply = redisCommand(f->sync, "ZADD %s 1 old", b);
+    assert_non_null(reply);
+    freeReplyObject(reply);
+    reply = redisCommand(f->sync, "SET %s 9", fw);
+    assert_non_null(reply);
+    freeReplyObject(reply);
+
+    sync_ok(f, "CONFIG SET maxmemory-policy noeviction");
+    sync_ok(f, "CONFIG SET maxmemory 1");
+
+    /* [b 1 s, f (full)], then [b 2 s] */
+    l[0] = (rl_limit_arg_t) { b, strlen(b), 5, 1000, RL_ALG_SLIDING_LOG, 0 };
+    l[1] = (rl_limit_arg_t) { fw, strlen(fw), 5, 1000, RL_ALG_FIXED_WINDOW,
+                              0 };
+    l[2] = (rl_limit_arg_t) { b, strlen(b), 5, 2000, RL_ALG_SLIDING_LOG, 0 };
+
+    memset(r, 0, sizeof(r));
+    assert_non_null(rl_check_start(f->client, &l[0], 2, on_done, &r[0],
+                                   &r[0].v));
+    assert_non_null(rl_check_start(f->client, &l[2], 1, on_done, &r[1],
+                                   &r[1].v));
+    wait_for(f, &r[0], 2000);
+    wait_for(f, &r[1], 2000);
+
+    b_card = zcard(f, b);
+    reply = redisCommand(f->sync, "GET %s", fw);
+    assert_non_null(reply);
+    if (reply->type == REDIS_REPLY_STRING) {
+        snprintf(f_value, sizeof(f_value), "%s", reply->str);
+    }
+    freeReplyObject(reply);
+
+    sync_ok(f, "CONFIG SET maxmemory 0");
+
+    assert_int_equal(r[0].calls, 1);
+    assert_int_equal(r[1].calls, 1);
+    assert_int_equal(r[1].v.error, RL_ERR_REPLY);
+    assert_non_null(strstr(r[1].why, "OOM"));
+    assert_int_equal(b_card, 1);
+    assert_string_equal(f_value, "9");
+}
+
+
+/*
+ * A log entry in the future (Redis' clock set back, or a failover to a
+ * host whose clock is behind): once a check of the batch has added one at
+ * now, the oldest entry is that one, and the next check's reset is one
+ * window, as if each check had come alone.
+ */
+static void
+test_a_future_log_entry_gives_way_to_one_added_now(void **state)
+{
+    fixture_t   *f = *state;
+    result_t     r[3];
+    redisReply  *reply;
+    long long    sec, usec;
+    int          i;
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    assert_non_null(f->client);
+
+    reply = redisCommand(f->sync, "TIME");
+    assert_non_null(reply);
+    sec = atoll(reply->element[0]->str);
+    usec = atoll(reply->element[1]->str);
+    freeReplyObject(reply);
+
+    /* 300 ms ahead */
+    reply = redisCommand(f->sync, "ZADD %s %lld.%06lld future", f->key,
+                         sec + (usec + 300000) / 1000000,
+                         (usec + 300000) % 1000000);
+    assert_non_null(reply);
+    freeReplyObject(reply);
+
+    for (i = 0; i < 3; i++) {
+        assert_non_null(start(f, f->key, 3, 1000, &r[i]));
+    }
+
+    for (i = 0; i < 3; i++) {
+        wait_for(f, &r[i], 2000);
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].v.error, RL_OK);
+    }
+
+    assert_int_equal(r[0].v.allowed, 1);
+    assert_int_equal(r[1].v.allowed, 1);
+    assert_int_equal(r[2].v.allowed, 0);
+    assert_in_range(r[0].v.limits[0].reset_ms, 1001, 1300);
+    assert_in_range(r[1].v.limits[0].reset_ms, 900, 1000);
+    assert_in_range(r[2].v.limits[0].retry_ms, 900, 1000);
+}
+
+
+/*
  * gcra at 3 a second: an emission interval of 333,333.3 us.  Three
  * requests at one instant are a burst of 3 and pass; the script used to
  * round the arrival time up after each one and reject the third.
@@ -2007,6 +2135,12 @@ main(void)
             test_a_key_named_twice_in_one_check_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_at_maxmemory_a_batch_writes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_at_maxmemory_a_log_read_again_writes_nothing, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_future_log_entry_gives_way_to_one_added_now, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             test_gcra_burst_with_a_fractional_interval, setup, teardown),
         cmocka_unit_test_setup_teardown(
