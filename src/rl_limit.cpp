@@ -247,11 +247,34 @@ decodeReply(const redisReply *reply, size_t n, rl_verdict_t *v) noexcept
 namespace {
 
 /*
+ * Under AddressSanitizer a pooled value or array is poisoned until it is
+ * taken again: a reply used or freed after it was freed is reported as it
+ * would be without the pool.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define RL_POOL_ASAN  1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RL_POOL_ASAN  1
+#endif
+#endif
+
+#ifdef RL_POOL_ASAN
+#include <sanitizer/asan_interface.h>
+#define rl_pool_poison(p, n)    ASAN_POISON_MEMORY_REGION(p, n)
+#define rl_pool_unpoison(p, n)  ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define rl_pool_poison(p, n)
+#define rl_pool_unpoison(p, n)
+#endif
+
+
+/*
  * The reply objects: redisReply values and element arrays, each allocated
  * alone as hiredis allocates them, kept on free lists when freed.  An
  * array's capacity is a power of two up to kPoolMaxArray, kept in its
- * len (which hiredis leaves 0 in an array): an array hiredis made, or a
- * larger one, is freed, never pooled.
+ * len (which hiredis leaves 0 in an array, and nobody reads): an array
+ * hiredis made, or a larger one, is freed, never pooled.
  */
 class ReplyPool {
 public:
@@ -264,17 +287,23 @@ public:
         while (nodes_) {
             redisReply  *r = nodes_;
 
+            rl_pool_unpoison(r, sizeof(redisReply));
             nodes_ = reinterpret_cast<redisReply *>(r->element);
             std::free(r);
         }
 
-        for (redisReply **&a : arrays_) {
-            while (a) {
-                redisReply  **next = reinterpret_cast<redisReply **>(a[0]);
+        nnodes_ = 0;
 
+        for (size_t k = 0; k < kClasses; k++) {
+            while (arrays_[k]) {
+                redisReply  **a = arrays_[k];
+
+                rl_pool_unpoison(a, sizeof(redisReply *) << k);
+                arrays_[k] = reinterpret_cast<redisReply **>(a[0]);
                 std::free(a);
-                a = next;
             }
+
+            narrays_[k] = 0;
         }
     }
 
@@ -287,6 +316,7 @@ public:
             r = static_cast<redisReply *>(std::calloc(1, sizeof(redisReply)));
 
         } else {
+            rl_pool_unpoison(r, sizeof(redisReply));
             nodes_ = reinterpret_cast<redisReply *>(r->element);
             nnodes_--;
             std::memset(r, 0, sizeof(redisReply));
@@ -325,6 +355,7 @@ public:
                 std::calloc(c, sizeof(redisReply *)));
         }
 
+        rl_pool_unpoison(a, c * sizeof(redisReply *));
         arrays_[k] = reinterpret_cast<redisReply **>(a[0]);
         narrays_[k]--;
         std::memset(a, 0, c * sizeof(redisReply *));
@@ -364,6 +395,7 @@ public:
         r->element = reinterpret_cast<redisReply **>(nodes_);
         nodes_ = r;
         nnodes_++;
+        rl_pool_poison(r, sizeof(redisReply));
     }
 
 private:
@@ -384,6 +416,7 @@ private:
         a[0] = reinterpret_cast<redisReply *>(arrays_[k]);
         arrays_[k] = a;
         narrays_[k]++;
+        rl_pool_poison(a, cap * sizeof(redisReply *));
     }
 
     /* capacities 1, 2, 4 ... kPoolMaxArray */
@@ -530,8 +563,11 @@ ReplyGuard::admit(const redisReadTask *task, const char *str, size_t len)
         return true;
     }
 
-    /* [ "message" or "subscribe", CHANNEL, ... ]: what a sentinel sends */
-    if (task->type == REDIS_REPLY_STRING
+    /*
+     * [ "message" or "subscribe", CHANNEL, ... ]: what a sentinel sends.  A
+     * nil ($-1) comes with the type of a string, but no text (str)
+     */
+    if (task->type == REDIS_REPLY_STRING && str != nullptr
         && (task->idx == 1
             || (len == 7 && strncasecmp(str, "message", 7) == 0)
             || (len == 9 && strncasecmp(str, "subscribe", 9) == 0)))

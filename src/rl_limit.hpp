@@ -59,7 +59,8 @@ bool decodeReply(const redisReply *reply, size_t n, rl_verdict_t *v) noexcept;
  * outlive the reader; attaching it again resets what it refused.
  *
  * The guard also builds the reply objects itself, as hiredis does (each
- * a redisReply, freeReplyObject() can free them), but from a pool: the
+ * a redisReply, freeReplyObject() can free them; an array's len, which
+ * hiredis leaves 0, holds its capacity), but from a pool: the
  * values of a reply freed with the reader's freeObject (as hiredis frees
  * every reply after its callback) are kept for the next one, so a warm
  * worker allocates nothing per check for the replies (hiredis callocs

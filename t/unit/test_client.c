@@ -1597,7 +1597,8 @@ test_a_sentinel_that_breaks_the_protocol_is_given_up(void **state)
 
 /*
  * A subscribed connection that gets an array shorter than a message, or one
- * not made of strings, made hiredis 0.14 abort() the process.  The sentinel
+ * not made of strings (a nil channel too), made hiredis 0.14 abort() the
+ * process.  The sentinel
  * here names the real Redis as master and answers the +switch-master
  * subscription with such arrays: the master's connection carries on.
  */
@@ -1608,6 +1609,8 @@ test_malformed_sentinel_messages_are_refused(void **state)
         "*1\r\n:1\r\n",
         "*3\r\n:1\r\n$14\r\n+switch-master\r\n:1\r\n",
         "*2\r\n$11\r\nunsubscribe\r\n$14\r\n+switch-master\r\n",
+        /* a nil channel: hiredis asserts the channel is a string */
+        "*3\r\n$7\r\nmessage\r\n$-1\r\n$1\r\nx\r\n",
     };
 
     static const char  broke[] =
@@ -1627,7 +1630,7 @@ test_malformed_sentinel_messages_are_refused(void **state)
 
     master_address(addr, sizeof(addr), f->port);
 
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < sizeof(messages) / sizeof(messages[0]); i++) {
         answers[0] = "SENTINEL";
         answers[1] = addr;
         answers[2] = "SUBSCRIBE";
@@ -1651,7 +1654,7 @@ test_malformed_sentinel_messages_are_refused(void **state)
         assert_true(rl_client_up(f->client));
         assert_int_equal(rl_event_loop_logged(f->loop, broke), i + 1);
 
-        assert_non_null(start(f, f->key, 3, 10000, &r));
+        assert_non_null(start(f, f->key, 10, 10000, &r));
         wait_for(f, &r, 1000);
         assert_int_equal(r.calls, 1);
         assert_int_equal(r.v.error, RL_OK);
