@@ -217,14 +217,43 @@ start(fixture_t *f, const char *key, uint64_t requests, uint64_t window_ms,
 }
 
 
+/* a command on the side connection, which must not fail */
 static void
-sync_ok(fixture_t *f, const char *cmd)
+sync_ok(fixture_t *f, const char *fmt, ...)
 {
-    redisReply  *reply = redisCommand(f->sync, cmd);
+    va_list      args;
+    redisReply  *reply;
+
+    va_start(args, fmt);
+    reply = redisvCommand(f->sync, fmt, args);
+    va_end(args);
 
     assert_non_null(reply);
     assert_int_not_equal(reply->type, REDIS_REPLY_ERROR);
     freeReplyObject(reply);
+}
+
+
+/*
+ * A client up with its script loaded; then an entry of 1970 in the log
+ * at key (out of any window: a check that reads it trims it), and Redis
+ * at maxmemory, where it refuses writes that take memory.
+ */
+static void
+client_before_a_full_redis(fixture_t *f, const char *key)
+{
+    result_t  r;
+
+    f->client = client(f, f->port, 1000);
+    assert_non_null(f->client);
+
+    assert_non_null(start(f, "rl-unit-warm", 7, 60000, &r));
+    wait_for(f, &r, 2000);
+    assert_int_equal(r.v.error, RL_OK);
+
+    sync_ok(f, "ZADD %s 1 old", key);
+    sync_ok(f, "CONFIG SET maxmemory-policy noeviction");
+    sync_ok(f, "CONFIG SET maxmemory 1");
 }
 
 
@@ -697,24 +726,10 @@ test_at_maxmemory_a_batch_writes_nothing(void **state)
         skip();
     }
 
-    f->client = client(f, f->port, 1000);
-    assert_non_null(f->client);
-
-    /* the connection up and the script loaded */
-    assert_non_null(start(f, "rl-unit-warm", 7, 60000, &r[0]));
-    wait_for(f, &r[0], 2000);
-    assert_int_equal(r[0].v.error, RL_OK);
-
     snprintf(a, sizeof(a), "%s:a", f->key);
     snprintf(b, sizeof(b), "%s:b", f->key);
 
-    /* an entry of 1970 in b's log: out of any window, trimmed by a check */
-    reply = redisCommand(f->sync, "ZADD %s 1 old", b);
-    assert_non_null(reply);
-    freeReplyObject(reply);
-
-    sync_ok(f, "CONFIG SET maxmemory-policy noeviction");
-    sync_ok(f, "CONFIG SET maxmemory 1");
+    client_before_a_full_redis(f, b);
 
     l[0] = (rl_limit_arg_t) { a, strlen(a), 5, 60000, RL_ALG_GCRA, 0 };
     l[1] = (rl_limit_arg_t) { b, strlen(b), 5, 60000, RL_ALG_SLIDING_LOG, 0 };
@@ -766,25 +781,11 @@ test_at_maxmemory_a_log_read_again_writes_nothing(void **state)
         skip();
     }
 
-    f->client = client(f, f->port, 1000);
-    assert_non_null(f->client);
-
-    assert_non_null(start(f, "rl-unit-warm", 7, 60000, &r[0]));
-    wait_for(f, &r[0], 2000);
-    assert_int_equal(r[0].v.error, RL_OK);
-
     snprintf(b, sizeof(b), "%s:b", f->key);
     snprintf(fw, sizeof(fw), "%s:f", f->key);
 
-    reply = redisCommand(f->sync, "ZADD %s 1 old", b);
-    assert_non_null(reply);
-    freeReplyObject(reply);
-    reply = redisCommand(f->sync, "SET %s 9", fw);
-    assert_non_null(reply);
-    freeReplyObject(reply);
-
-    sync_ok(f, "CONFIG SET maxmemory-policy noeviction");
-    sync_ok(f, "CONFIG SET maxmemory 1");
+    sync_ok(f, "SET %s 9", fw);
+    client_before_a_full_redis(f, b);
 
     /* [b 1 s, f (full)], then [b 2 s] */
     l[0] = (rl_limit_arg_t) { b, strlen(b), 5, 1000, RL_ALG_SLIDING_LOG, 0 };
