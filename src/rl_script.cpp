@@ -98,9 +98,9 @@ local function load(key, a, w)
     if c and c.n > cut then
       cut = c.n
     end
-    s.cut = string.format('%d.%06d', math.floor(cut / 1000000),
-                          cut % 1000000)
-    s.count, s.m = 0, {}
+    local cs = string.format('%d.%06d', math.floor(cut / 1000000),
+                             cut % 1000000)
+    s.above, s.count, s.m = '(' .. cs, 0, {}
     local o = redis.pcall('ZRANGE', key, 0, 0, 'WITHSCORES')
     local stale = false
     if o.err then
@@ -112,21 +112,20 @@ local function load(key, a, w)
         s.count = redis.call('ZCARD', key)
       else
         stale = true
-        s.count = redis.call('ZCOUNT', key, '(' .. s.cut, '+inf')
+        s.count = redis.call('ZCOUNT', key, s.above, '+inf')
         if s.count > 0 then
-          o = redis.call('ZRANGEBYSCORE', key, '(' .. s.cut, '+inf',
+          o = redis.call('ZRANGEBYSCORE', key, s.above, '+inf',
                          'WITHSCORES', 'LIMIT', 0, 1)
           s.first = math.floor(o[2] * 1000000 + 0.5)
         end
       end
     end
-    s.stored = s.count
     if not c then
       c = {}
       cuts[key] = c
       cutkeys[#cutkeys + 1] = key
     end
-    c.n, c.s, c.stale = cut, s.cut, c.stale or stale
+    c.n, c.s, c.stale = cut, cs, c.stale or stale
   elseif a == 'g' then
     -- SET replaces a value of any type
     local v = redis.pcall('GET', key)
@@ -168,7 +167,7 @@ local function ranked(s, r)
   if s.n > 0 then
     -- they come after the stored ones up to now (a clock set back may have
     -- left later ones)
-    local upto = redis.call('ZCOUNT', s.key, '(' .. s.cut, stamp)
+    local upto = redis.call('ZCOUNT', s.key, s.above, stamp)
     if r >= upto then
       if r < upto + s.n then
         return now
@@ -176,7 +175,7 @@ local function ranked(s, r)
       r = r - s.n
     end
   end
-  local e = redis.call('ZRANGEBYSCORE', s.key, '(' .. s.cut, '+inf',
+  local e = redis.call('ZRANGEBYSCORE', s.key, s.above, '+inf',
                        'WITHSCORES', 'LIMIT', r, 1)
   return math.floor(e[2] * 1000000 + 0.5)
 end
