@@ -169,8 +169,9 @@ size_t rl_build_key(char *buf, const char *prefix, size_t prefix_len,
 const char *rl_limit_script(size_t *len) RL_NOEXCEPT;
 
 /*
- * Decodes the limit script's reply (a hiredis redisReply) for n limits into
- * v; returns 0, or -1 with v->error and v->errstr set.
+ * Decodes the limit script's reply (a hiredis redisReply) to a call of one
+ * check of n limits into v; returns 0, or -1 with v->error and v->errstr
+ * set.
  */
 struct redisReply;
 int rl_decode_reply(const struct redisReply *reply, size_t n, rl_verdict_t *v)

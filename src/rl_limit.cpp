@@ -189,11 +189,12 @@ sha1Hex(const void *data, size_t len)
 
 
 /*
- * The script returns { allowed, n, then for each limit: count, remaining,
- * reset_ms, retry_ms }, all integers.
+ * Each limit's results are count, remaining, reset_ms and retry_ms: the
+ * check passed when no limit gives a time to retry.
  */
 bool
-decodeReply(const redisReply *reply, size_t n, rl_verdict_t *v) noexcept
+decodeReply(const redisReply *reply, size_t at, size_t n, rl_verdict_t *v)
+    noexcept
 {
     v->error = RL_OK;
     v->errstr = nullptr;
@@ -212,34 +213,35 @@ decodeReply(const redisReply *reply, size_t n, rl_verdict_t *v) noexcept
     }
 
     if (reply->type != REDIS_REPLY_ARRAY || n == 0 || n > RL_MAX_LIMITS
-        || reply->elements != 2 + 4 * n)
+        || at > reply->elements || reply->elements - at < 4 * n)
     {
         return fail(v, "unexpected reply from the limit script");
     }
 
-    for (size_t i = 0; i < reply->elements; i++) {
-        if (!nonNegative(reply->element[i])) {
+    redisReply **e = reply->element + at;
+
+    for (size_t i = 0; i < 4 * n; i++) {
+        if (!nonNegative(e[i])) {
             return fail(v, "unexpected reply from the limit script");
         }
     }
 
-    long long  allowed = reply->element[0]->integer;
-
-    if (allowed > 1 || (size_t) reply->element[1]->integer != n) {
-        return fail(v, "unexpected reply from the limit script");
-    }
+    int  allowed = 1;
 
     for (size_t i = 0; i < n; i++) {
-        redisReply        **e = reply->element + 2 + 4 * i;
         rl_limit_result_t  *l = &v->limits[i];
 
-        l->count = (uint64_t) e[0]->integer;
-        l->remaining = (uint64_t) e[1]->integer;
-        l->reset_ms = (uint64_t) e[2]->integer;
-        l->retry_ms = (uint64_t) e[3]->integer;
+        l->count = (uint64_t) e[4 * i]->integer;
+        l->remaining = (uint64_t) e[4 * i + 1]->integer;
+        l->reset_ms = (uint64_t) e[4 * i + 2]->integer;
+        l->retry_ms = (uint64_t) e[4 * i + 3]->integer;
+
+        if (l->retry_ms > 0) {
+            allowed = 0;
+        }
     }
 
-    v->allowed = (int) allowed;
+    v->allowed = allowed;
     v->nlimits = n;
     return true;
 }
@@ -749,7 +751,14 @@ extern "C" int
 rl_decode_reply(const struct redisReply *reply, size_t n, rl_verdict_t *v)
     noexcept
 {
-    return rl::decodeReply(reply, n, v) ? 0 : -1;
+    /* the reply to a call of this one check: its results, no more */
+    if (reply && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements != 4 * n)
+    {
+        return rl::decodeReply(reply, rl::kNoResults, n, v) ? 0 : -1;
+    }
+
+    return rl::decodeReply(reply, 0, n, v) ? 0 : -1;
 }
 
 

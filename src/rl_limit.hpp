@@ -22,11 +22,15 @@ namespace rl {
 std::string sha1Hex(const void *data, size_t len);
 
 /*
- * Fills v from the reply of the limit script for n limits.  Returns false,
- * with v->error = RL_ERR_REPLY and v->errstr set, when the reply is an error
- * or is not the array of integers the script returns.
+ * Fills v from the reply of the limit script to a batch: the results of a
+ * check of n limits, 4 integers a limit, begin at element at.  Returns
+ * false, with v->error = RL_ERR_REPLY and v->errstr set, when the reply is
+ * an error or does not hold them (at = kNoResults: it holds none).
  */
-bool decodeReply(const redisReply *reply, size_t n, rl_verdict_t *v) noexcept;
+constexpr size_t  kNoResults = SIZE_MAX;
+
+bool decodeReply(const redisReply *reply, size_t at, size_t n,
+    rl_verdict_t *v) noexcept;
 
 
 /*

@@ -540,7 +540,7 @@ RedisClient::start(const rl_limit_arg_t *limits, size_t n,
     }
 
     try {
-        buildCheckArgs(limits, n, &c->keys, &c->args);
+        buildCheck(limits, n, &c->keys, &c->specs);
         pending_.push_back(c);
 
     } catch (...) {
@@ -623,7 +623,17 @@ RedisClient::flush() noexcept
             b = takeBatch();
 
             if (b == nullptr) {
-                finish(c, nullptr, nullptr);
+                finish(c, nullptr, 0, nullptr);
+                continue;
+            }
+        }
+
+        if (b->nlimits + c->nlimits > kMaxBatchLimits) {
+            dispatch(b);
+            b = takeBatch();
+
+            if (b == nullptr) {
+                finish(c, nullptr, 0, nullptr);
                 continue;
             }
         }
@@ -632,9 +642,11 @@ RedisClient::flush() noexcept
             b->checks.push_back(c);
 
         } catch (...) {
-            finish(c, nullptr, nullptr);
+            finish(c, nullptr, 0, nullptr);
             continue;
         }
+
+        b->nlimits += c->nlimits;
 
         if (b->checks.size() == kMaxBatch) {
             dispatch(b);
@@ -669,6 +681,7 @@ RedisClient::takeBatch() noexcept
 
     if (b) {
         b->client = this;
+        b->nlimits = 0;
         b->retried = false;
         b->checks.clear();
     }
@@ -707,46 +720,26 @@ RedisClient::dispatch(Batch *b) noexcept
 bool
 RedisClient::send(Batch *b) noexcept
 {
-    static const std::string  evalsha("EVALSHA"), eval("EVAL");
-
     if (ac_ == nullptr) {
         return false;
     }
 
     try {
-        size_t  nkeys = 0;
-
-        argv_.clear();
-        argv_.push_back(b->retried ? &eval : &evalsha);
-        argv_.push_back(b->retried ? &limitScript() : &limitSha());
-        argv_.push_back(&numKeys_);
+        call_.clear();
 
         for (Check *c : b->checks) {
-            for (const std::string &k : c->keys) {
-                argv_.push_back(&k);
-                nkeys++;
-            }
+            call_.add(c->keys, c->specs);
         }
 
-        numKeys_ = std::to_string(nkeys);
-        numChecks_ = std::to_string(b->checks.size());
-        argv_.push_back(&numChecks_);
+        const std::string  &cmd = call_.command(b->retried);
 
-        for (Check *c : b->checks) {
-            for (const std::string &a : c->args) {
-                argv_.push_back(&a);
-            }
-        }
-
-        formatCommand(argv_, &command_);
+        return redisAsyncFormattedCommand(ac_, onReply, b, cmd.data(),
+                                          cmd.size())
+               == REDIS_OK;
 
     } catch (...) {
         return false;
     }
-
-    return redisAsyncFormattedCommand(ac_, onReply, b, command_.data(),
-                                      command_.size())
-           == REDIS_OK;
 }
 
 
@@ -755,7 +748,8 @@ void
 RedisClient::answer(Batch *b, const redisReply *reply,
     const redisAsyncContext *ac) noexcept
 {
-    bool  each;
+    size_t  total = 0, at = 0;
+    bool    fits;
 
     if (reply && reply->type == REDIS_REPLY_ERROR && !b->retried && ac_
         && std::strncmp(reply->str, "NOSCRIPT", 8) == 0)
@@ -774,7 +768,7 @@ RedisClient::answer(Batch *b, const redisReply *reply,
                 b->checks[kept++] = c;
 
             } else {
-                finish(c, reply, ac);
+                finish(c, reply, 0, ac);
             }
         }
 
@@ -790,11 +784,17 @@ RedisClient::answer(Batch *b, const redisReply *reply,
         }
     }
 
-    each = reply && reply->type == REDIS_REPLY_ARRAY
-           && reply->elements == b->checks.size();
+    /* the results of each check follow those of the one before */
+    for (Check *c : b->checks) {
+        total += 4 * c->nlimits;
+    }
 
-    for (size_t i = 0; i < b->checks.size(); i++) {
-        finish(b->checks[i], each ? reply->element[i] : reply, ac);
+    fits = reply && reply->type == REDIS_REPLY_ARRAY
+           && reply->elements == total;
+
+    for (Check *c : b->checks) {
+        finish(c, reply, fits ? at : kNoResults, ac);
+        at += 4 * c->nlimits;
     }
 
     releaseBatch(b);
@@ -828,7 +828,7 @@ RedisClient::protocolError(const redisAsyncContext *ac) const noexcept
 
 
 void
-RedisClient::finish(Check *c, const redisReply *reply,
+RedisClient::finish(Check *c, const redisReply *reply, size_t at,
     const redisAsyncContext *ac) noexcept
 {
     rl_verdict_t   v;
@@ -858,7 +858,7 @@ RedisClient::finish(Check *c, const redisReply *reply,
             timeouts_ = 0;
         }
 
-        if (!decodeReply(reply, c->nlimits, &v)) {
+        if (!decodeReply(reply, at, c->nlimits, &v)) {
             garbage = (reply->type != REDIS_REPLY_ERROR);
             readonly = !garbage && std::strstr(reply->str, "READONLY");
 

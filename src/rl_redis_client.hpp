@@ -29,6 +29,7 @@
 
 #include "rl_limit.hpp"
 #include "rl_loop.hpp"
+#include "rl_script.hpp"
 
 #include <memory>
 #include <string>
@@ -58,7 +59,7 @@ struct rl_check_s {
     bool                     expired;
     size_t                   nlimits;
     std::vector<std::string> keys;
-    std::vector<std::string> args;
+    std::vector<rl::LimitSpec> specs;
 };
 
 
@@ -71,6 +72,7 @@ using Check = ::rl_check_s;
 struct Batch {
     RedisClient          *client;
     std::vector<Check *>  checks;
+    size_t                nlimits;    /* of all its checks */
     bool                  retried;    /* EVAL already sent after NOSCRIPT */
 };
 
@@ -117,7 +119,7 @@ private:
     bool send(Batch *b) noexcept;
     void answer(Batch *b, const redisReply *reply,
         const redisAsyncContext *ac) noexcept;
-    void finish(Check *c, const redisReply *reply,
+    void finish(Check *c, const redisReply *reply, size_t at,
         const redisAsyncContext *ac) noexcept;
     void unlink(Check *c) noexcept;
     void expire() noexcept;
@@ -216,10 +218,7 @@ private:
     std::vector<Check *>    pending_;
     std::vector<Batch *>    spareBatches_;
     /* the command being sent, its capacity reused */
-    std::vector<const std::string *>  argv_;
-    std::string             numKeys_;
-    std::string             numChecks_;
-    std::string             command_;
+    ScriptCall              call_;
 
     std::unique_ptr<Timer>  flushTimer_;
     std::unique_ptr<Timer>  deadlineTimer_;

@@ -2,17 +2,23 @@
  * One atomic script decides a request against all its limits.
  *
  * It decides several checks (the requests a worker queued in one turn of
- * its event loop), one after the other, as if each came alone:
+ * its event loop), one after the other, as if each came alone.  Checks
+ * alike (the same keys under the same limits: one busy client's requests)
+ * come as one group, and each limit's parameters once per call:
  *
- * KEYS          the keys of every limit of every check, in order
- *               (PREFIX:KEY:NAME)
- * ARGV[1]       the number of checks; then for each check: its number of
- *               limits, and for each limit:
+ * ARGV[1]       the plan, one byte a number: the number of limits S, then
+ *               for each group: its number of checks m, of limits n, and
+ *               for each limit the number (1..S) of its parameters
+ * ARGV[4k-2..4k+1]  the parameters numbered k:
  *                 its algorithm: l (sliding_log), s (sliding_window),
  *                 g (gcra), f (fixed_window)
  *                 requests allowed per window
  *                 window, milliseconds
  *                 burst (gcra)
+ * KEYS          the n keys of each group, in order (PREFIX:KEY:NAME)
+ *
+ * (Redis' Lua spends more on tonumber() than on a whole check's
+ * arithmetic: the plan is read with string.byte.)
  *
  * Time is the Redis server's (TIME), never a client's: every nginx host
  * shares one clock.  All limits are decided, reading only, before any is
@@ -28,12 +34,13 @@
  * The keys of one check must differ (the client refuses a check that
  * names a key twice).
  *
- * Returns, per check, { allowed, n, then per limit: count, remaining,
- * reset_ms, retry_ms }: count is the number of requests in the window
- * (this one included when it passed), remaining what is still allowed now,
- * reset_ms the time until the next unit of quota comes back, and retry_ms,
- * for a limit that rejects, the time until a request would pass.  The
- * checks of one call share one instant (one TIME).
+ * Returns one flat array: for each check, for each of its limits: count,
+ * remaining, reset_ms, retry_ms.  count is the number of requests in the
+ * window (this one included when it passed), remaining what is still
+ * allowed now, reset_ms the time until the next unit of quota comes back,
+ * and retry_ms, for a limit that rejects, the time until a request would
+ * pass: a check passed when no limit has one.  The checks of one call share
+ * one instant (one TIME).
  *
  * sliding_log: a sorted set, one member per request ("seconds.micro", with
  *   "-N" on collisions), scored by the same instant; it expires one window
@@ -62,8 +69,8 @@
  * then without the entries the first window trimmed).
  *
  * The script is written for Redis' Lua interpreter, which runs all of it
- * on every call: one table per key, few string conversions, and no
- * command whose answer is already known.
+ * on every call: one table per key and per group, one for the reply, few
+ * string conversions, and no command whose answer is already known.
  */
 
 #include "rl_script.hpp"
@@ -78,11 +85,10 @@ namespace {
 const char  script[] = R"lua(
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
-local stamp = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+local stamp    -- a sliding-log member's name: made by the first log loaded
 local state, order = {}, {}
 local cuts, cutkeys = {}, {}
-local result = {}
-local kb, base = 0, 1
+local res, r = {}, 0
 
 -- what Redis holds for a key, read once per call; the checks of the call
 -- then decide and count on it, and store() writes it back at the end.
@@ -94,6 +100,9 @@ local kb, base = 0, 1
 local function load(key, a, w)
   local s = { key = key, a = a, w = w, n = 0 }
   if a == 'l' then
+    if not stamp then
+      stamp = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+    end
     local cut, c = now - w, cuts[key]
     if c and c.n > cut then
       cut = c.n
@@ -234,20 +243,26 @@ local function store(s)
   s.n, s.wipe = 0, false
 end
 
--- check ci: its keys follow KEYS[kb], its arguments ARGV[base]
-for ci = 1, tonumber(ARGV[1]) do
-  local n = tonumber(ARGV[base + 1])
-  base = base + 1
-  local allowed = 1
-  local out = { 1, n }
+-- the limits the checks name, each once: algorithm, requests, window (us),
+-- burst
+local plan, byte = ARGV[1], string.byte
+local alg, lim, win, bur = {}, {}, {}, {}
+for i = 1, byte(plan, 1) do
+  local b = 4 * i - 2
+  alg[i], lim[i] = ARGV[b], tonumber(ARGV[b + 1])
+  win[i], bur[i] = tonumber(ARGV[b + 2]) * 1000, tonumber(ARGV[b + 3])
+end
+
+-- each group of the plan: m checks alike, of n limits (spec numbers
+-- sp[1..n]) on the keys after KEYS[kb]
+local p, kb = 2, 0
+while p <= #plan do
+  local m, n = byte(plan, p, p + 1)
+  local sp = { byte(plan, p + 2, p + 1 + n) }
   local st = {}    -- the state of each limit's key
 
-  -- decide every limit
   for i = 1, n do
-    local key, a = KEYS[kb + i], ARGV[base + 4 * i - 3]
-    local limit = tonumber(ARGV[base + 4 * i - 2])
-    local w = tonumber(ARGV[base + 4 * i - 1]) * 1000
-    local count, remaining, reset, retry = 0, 0, 0, 0
+    local key, a, w = KEYS[kb + i], alg[sp[i]], win[sp[i]]
     local s = state[key]
 
     -- the key under another algorithm or window: as if it came alone
@@ -261,133 +276,144 @@ for ci = 1, tonumber(ARGV[1]) do
       order[#order + 1] = s
     end
     st[i] = s
+  end
 
-    if a == 'l' then
-      count = s.count
-      if count > 0 then
-        reset = (s.first or now) + w - now
-        if count == limit then
+  for _ = 1, m do
+    local allowed = true
+
+    -- decide every limit: res[r + 4i - 3 .. r + 4i] = count, remaining,
+    -- reset, retry (us until here)
+    for i = 1, n do
+      local s, si = st[i], sp[i]
+      local a, limit, w = s.a, lim[si], s.w
+      local count, remaining, reset, retry = 0, 0, 0, 0
+
+      if a == 'l' then
+        count = s.count
+        if count > 0 then
+          reset = (s.first or now) + w - now
+          if count == limit then
+            retry = reset
+          elseif count > limit then
+            retry = ranked(s, count - limit) + w - now
+          end
+        end
+        remaining = limit - count
+
+      elseif a == 'g' then
+        local burst = bur[si]
+        local interval = w / limit
+        local tat = s.tat
+        if tat < now then
+          tat = now
+        end
+        if tat + interval - burst * interval > now then
+          retry = tat + interval - burst * interval - now
+        end
+        remaining = math.floor((now + burst * interval - tat) / interval)
+        count = burst - remaining
+        reset = tat - now - (burst - remaining - 1) * interval
+
+      elseif a == 'f' then
+        count = s.count
+        reset = (math.floor(now / w) + 1) * w - now
+        if count >= limit then
           retry = reset
-        elseif count > limit then
-          retry = ranked(s, count - limit) + w - now
         end
-      end
-      remaining = limit - count
+        remaining = limit - count
 
-    elseif a == 'g' then
-      local burst = tonumber(ARGV[base + 4 * i])
-      local interval = w / limit
-      local tat = s.tat
-      if tat < now then
-        tat = now
-      end
-      if tat + interval - burst * interval > now then
-        retry = tat + interval - burst * interval - now
-      end
-      remaining = math.floor((now + burst * interval - tat) / interval)
-      count = burst - remaining
-      reset = tat - now - (burst - remaining - 1) * interval
-
-    elseif a == 'f' then
-      count = s.count
-      reset = (math.floor(now / w) + 1) * w - now
-      if count >= limit then
-        retry = reset
-      end
-      remaining = limit - count
-
-    else
-      local c, pc = s.c, s.pc
-      local into = now - s.idx * w
-      local est = pc * (w - into) / w + c
-      reset = w - into
-      if est + 1 > limit then
-        if c + 1 <= limit and pc > 0 then
-          retry = math.ceil(w - (limit - 1 - c) * w / pc - into)
-        else
-          retry = math.ceil(w - into + w - (limit - 1) * w / math.max(c, 1))
+      else
+        local c, pc = s.c, s.pc
+        local into = now - s.idx * w
+        local est = pc * (w - into) / w + c
+        reset = w - into
+        if est + 1 > limit then
+          if c + 1 <= limit and pc > 0 then
+            retry = math.ceil(w - (limit - 1 - c) * w / pc - into)
+          else
+            retry = math.ceil(w - into + w - (limit - 1) * w / math.max(c, 1))
+          end
+          if retry < 1 then
+            retry = 1
+          end
         end
-        if retry < 1 then
-          retry = 1
-        end
+        count = math.floor(est)
+        remaining = math.floor(limit - est)
       end
-      count = math.floor(est)
-      remaining = math.floor(limit - est)
+
+      if retry > 0 then
+        allowed = false
+      end
+      local j = r + 4 * i
+      res[j - 3], res[j - 2], res[j - 1], res[j] =
+        count, remaining, reset, retry
     end
 
-    if retry > 0 then
-      allowed = 0
+    -- count the request in every limit, or in none; the reply in ms
+    for i = 1, n do
+      local s, si = st[i], sp[i]
+      local a, limit = s.a, lim[si]
+      local j = r + 4 * i - 3
+      local count, remaining, reset = res[j], res[j + 1], res[j + 2]
+
+      if not allowed then
+        -- nothing is counted
+      elseif a == 'l' then
+        -- checks of one call share the instant: each gets its own member
+        local seq = s.seq or 0
+        s.n = s.n + 1
+        s.m[s.n] = seq == 0 and stamp or stamp .. '-' .. seq
+        s.seq = seq + 1
+        if count == 0 then
+          reset = s.w
+        end
+        if not s.first or s.first > now then
+          s.first = now
+        end
+        s.count = count + 1
+        count = count + 1
+        remaining = limit - count
+
+      elseif a == 'g' then
+        local burst = bur[si]
+        local interval = s.w / limit
+        local tat = math.max(s.tat, now) + interval
+        s.tat, s.n = tat, 1
+        remaining = math.floor((now + burst * interval - tat) / interval)
+        count = burst - remaining
+        reset = tat - now - (burst - remaining - 1) * interval
+
+      elseif a == 'f' then
+        s.count, s.n = s.count + 1, s.n + 1
+        count = s.count
+        remaining = limit - count
+
+      else
+        local est = s.pc * (s.w - (now - s.idx * s.w)) / s.w + s.c + 1
+        s.c, s.n = s.c + 1, s.n + 1
+        count = math.ceil(est)
+        remaining = math.floor(limit - est)
+      end
+
+      if count < 0 then
+        count = 0
+      end
+      if remaining < 0 then
+        remaining = 0
+      end
+      if reset < 0 then
+        reset = 0
+      end
+      res[j], res[j + 1] = count, remaining
+      res[j + 2] = math.ceil(reset / 1000)
+      res[j + 3] = math.ceil(res[j + 3] / 1000)
     end
-    out[4 * i - 1], out[4 * i], out[4 * i + 1], out[4 * i + 2] =
-      count, remaining, reset, retry
+
+    r = r + 4 * n
   end
 
-  out[1] = allowed
-
-  -- count the request in every limit, or in none; the reply in ms
-  for i = 1, n do
-    local a = ARGV[base + 4 * i - 3]
-    local limit = tonumber(ARGV[base + 4 * i - 2])
-    local j = 4 * i - 1
-    local count, remaining, reset = out[j], out[j + 1], out[j + 2]
-    local s = st[i]
-
-    if allowed == 0 then
-      -- nothing is counted
-    elseif a == 'l' then
-      -- checks of one call share the instant: each gets its own member
-      local seq = s.seq or 0
-      s.n = s.n + 1
-      s.m[s.n] = seq == 0 and stamp or stamp .. '-' .. seq
-      s.seq = seq + 1
-      if count == 0 then
-        reset = s.w
-      end
-      if not s.first or s.first > now then
-        s.first = now
-      end
-      s.count = count + 1
-      count = count + 1
-      remaining = limit - count
-
-    elseif a == 'g' then
-      local burst = tonumber(ARGV[base + 4 * i])
-      local interval = s.w / limit
-      local tat = math.max(s.tat, now) + interval
-      s.tat, s.n = tat, 1
-      remaining = math.floor((now + burst * interval - tat) / interval)
-      count = burst - remaining
-      reset = tat - now - (burst - remaining - 1) * interval
-
-    elseif a == 'f' then
-      s.count, s.n = s.count + 1, s.n + 1
-      count = s.count
-      remaining = limit - count
-
-    else
-      local est = s.pc * (s.w - (now - s.idx * s.w)) / s.w + s.c + 1
-      s.c, s.n = s.c + 1, s.n + 1
-      count = math.ceil(est)
-      remaining = math.floor(limit - est)
-    end
-
-    if count < 0 then
-      count = 0
-    end
-    if remaining < 0 then
-      remaining = 0
-    end
-    if reset < 0 then
-      reset = 0
-    end
-    out[j], out[j + 1] = count, remaining
-    out[j + 2] = math.ceil(reset / 1000)
-    out[j + 3] = math.ceil(out[j + 3] / 1000)
-  end
-
-  result[ci] = out
   kb = kb + n
-  base = base + 4 * n
+  p = p + 2 + n
 end
 
 -- write back what the checks counted, once per key; then trim (a key
@@ -402,7 +428,7 @@ for i = 1, #cutkeys do
   end
 end
 
-return result
+return res
 )lua";
 
 
@@ -464,42 +490,124 @@ appendBulk(std::string *cmd, const char *data, size_t len)
  * so building the next one allocates nothing.
  */
 void
-buildCheckArgs(const rl_limit_arg_t *limits, size_t n,
-    std::vector<std::string> *keys, std::vector<std::string> *args)
+buildCheck(const rl_limit_arg_t *limits, size_t n,
+    std::vector<std::string> *keys, std::vector<LimitSpec> *specs)
 {
-    size_t  k = 0;
-
     keys->resize(n);
-    args->resize(1 + 4 * n);
-
-    assignNumber(&(*args)[k++], n);
+    specs->resize(n);
 
     for (size_t i = 0; i < n; i++) {
         (*keys)[i].assign(limits[i].key, limits[i].key_len);
 
-        (*args)[k++].assign(1, algorithmCodes[limits[i].algorithm & 3]);
-        assignNumber(&(*args)[k++], limits[i].requests);
-        assignNumber(&(*args)[k++], limits[i].window_ms);
-        assignNumber(&(*args)[k++], limits[i].burst ? limits[i].burst
-                                                    : limits[i].requests);
+        (*specs)[i] = LimitSpec { algorithmCodes[limits[i].algorithm & 3],
+                                  limits[i].requests, limits[i].window_ms,
+                                  limits[i].burst ? limits[i].burst
+                                                  : limits[i].requests };
     }
 }
 
 
 void
-formatCommand(const std::vector<const std::string *> &argv, std::string *cmd)
+ScriptCall::clear() noexcept
 {
-    char  num[24];
+    specs_.clear();
+    plan_.clear();
+    keys_.clear();
+    lastKeys_ = nullptr;
+    lastSpecs_ = nullptr;
+}
 
-    cmd->clear();
-    cmd->push_back('*');
-    cmd->append(num, (size_t) (std::to_chars(num, num + sizeof(num),
-                                             argv.size()).ptr - num));
-    cmd->append("\r\n", 2);
 
-    for (const std::string *a : argv) {
-        appendBulk(cmd, a->data(), a->size());
+void
+ScriptCall::add(const std::vector<std::string> &keys,
+    const std::vector<LimitSpec> &specs)
+{
+    if (plan_.empty()) {
+        /* the number of limits, known in command() */
+        plan_.push_back('\0');
     }
+
+    if (lastKeys_ && *lastKeys_ == keys && *lastSpecs_ == specs
+        && (unsigned char) plan_[lastGroup_] < 255)
+    {
+        plan_[lastGroup_]++;
+        return;
+    }
+
+    lastGroup_ = plan_.size();
+    plan_.push_back(1);
+    plan_.push_back((char) specs.size());
+
+    for (const LimitSpec &l : specs) {
+        size_t  k = 0;
+
+        while (k < specs_.size() && !(specs_[k] == l)) {
+            k++;
+        }
+
+        if (k == specs_.size()) {
+            specs_.push_back(l);
+        }
+
+        plan_.push_back((char) (k + 1));
+    }
+
+    for (const std::string &k : keys) {
+        keys_.push_back(&k);
+    }
+
+    lastKeys_ = &keys;
+    lastSpecs_ = &specs;
+}
+
+
+const std::string &
+ScriptCall::command(bool eval)
+{
+    const std::string  &script = eval ? limitScript() : limitSha();
+    size_t              nspecs = specs_.size();
+    char                num[24];
+
+    plan_[0] = (char) nspecs;
+
+    specArgs_.resize(4 * nspecs);
+
+    for (size_t k = 0; k < nspecs; k++) {
+        specArgs_[4 * k].assign(1, specs_[k].algorithm);
+        assignNumber(&specArgs_[4 * k + 1], specs_[k].requests);
+        assignNumber(&specArgs_[4 * k + 2], specs_[k].window_ms);
+        assignNumber(&specArgs_[4 * k + 3], specs_[k].burst);
+    }
+
+    assignNumber(&numKeys_, keys_.size());
+
+    command_.clear();
+    command_.push_back('*');
+    command_.append(num, (size_t) (std::to_chars(num, num + sizeof(num),
+                                                 3 + keys_.size() + 1
+                                                 + 4 * nspecs).ptr - num));
+    command_.append("\r\n", 2);
+
+    if (eval) {
+        appendBulk(&command_, "EVAL", 4);
+    } else {
+        appendBulk(&command_, "EVALSHA", 7);
+    }
+
+    appendBulk(&command_, script.data(), script.size());
+    appendBulk(&command_, numKeys_.data(), numKeys_.size());
+
+    for (const std::string *k : keys_) {
+        appendBulk(&command_, k->data(), k->size());
+    }
+
+    appendBulk(&command_, plan_.data(), plan_.size());
+
+    for (const std::string &a : specArgs_) {
+        appendBulk(&command_, a.data(), a.size());
+    }
+
+    return command_;
 }
 
 } /* namespace rl */

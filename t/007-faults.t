@@ -1025,7 +1025,7 @@ Allowing request from 127.0.0.1 (connect: Server closed the connection)
         empty_gif;
     }
 --- init
-main::fault('raw *1\r\n*6\r\n:0\r\n:1\r\n:4\r\n:0\r\n'
+main::fault('raw *4\r\n:4\r\n:0\r\n'
             . ':9223372036854775807\r\n:9223372036854775807\r\n');
 --- request
 GET /short/x?k=p

@@ -14,9 +14,9 @@
  * the assert()s with which hiredis' async code would abort the worker.
  *
  * Besides memory errors and undefined behaviour, it checks the decoder's
- * contract: a success fills exactly n limits from an array of 2 + 4n
- * non-negative integers, with allowed 0 or 1; a failure sets an error kind
- * and a message, never a verdict.
+ * contract: a success fills exactly n limits from an array of 4n
+ * non-negative integers, allowed when no limit has a time to retry; a
+ * failure sets an error kind and a message, never a verdict.
  *
  * make fuzz (t/fuzz/corpus/reply/ holds the seeds: script replies, errors,
  * nested arrays, RESP fragments).
@@ -49,7 +49,7 @@
 static bool
 scriptShaped(const redisReply *r, size_t n)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 + 4 * n) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 * n) {
         return false;
     }
 
@@ -61,8 +61,7 @@ scriptShaped(const redisReply *r, size_t n)
         }
     }
 
-    return r->element[0]->integer <= 1
-           && (unsigned long long) r->element[1]->integer == n;
+    return true;
 }
 
 
@@ -115,18 +114,21 @@ decode(const redisReply *r)
         if (rc == 0) {
             CHECK(v.error == RL_OK);
             CHECK(v.nlimits == n);
-            CHECK(v.allowed == 0 || v.allowed == 1);
-            CHECK(v.allowed == (int) r->element[0]->integer);
+
+            bool  retry = false;
 
             for (size_t i = 0; i < n; i++) {
                 const rl_limit_result_t  *l = &v.limits[i];
-                redisReply *const        *e = r->element + 2 + 4 * i;
+                redisReply *const        *e = r->element + 4 * i;
 
                 CHECK(l->count == (uint64_t) e[0]->integer);
                 CHECK(l->remaining == (uint64_t) e[1]->integer);
                 CHECK(l->reset_ms == (uint64_t) e[2]->integer);
                 CHECK(l->retry_ms == (uint64_t) e[3]->integer);
+                retry = retry || l->retry_ms > 0;
             }
+
+            CHECK(v.allowed == (retry ? 0 : 1));
 
         } else {
             CHECK(v.error == RL_ERR_REPLY);

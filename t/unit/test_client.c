@@ -596,74 +596,87 @@ test_one_call_decides_as_one_call_per_check(void **state)
 /*
  * A call of more checks than the client ever sends (it sends 64 at most):
  * the script adds a sliding log's new members 100 a command, and must
- * count every one of them.
+ * count every one of them, whether the checks come as 250 groups of one or
+ * as one group of 250.
  */
 static void
 test_a_call_of_250_checks_on_one_key_counts_each(void **state)
 {
     enum { N = 250 };
-    fixture_t    *f = *state;
-    const char   *argv[3 + N + 1 + 5 * N];
-    size_t        argl[3 + N + 1 + 5 * N], len;
-    char          nkeys[8], limits[2][8];
-    int           i, k, l, passed;
-    redisReply   *reply;
+    fixture_t      *f = *state;
+    const char     *argv[3 + N + 5];
+    size_t          argl[3 + N + 5], len;
+    char            nkeys[8], plan[1 + 3 * N];
+    int             i, k, l, grouped, passed;
+    redisReply     *reply;
     static const char  *lims[] = { "1000", "100" };
 
     if (!f->port) {
         skip();
     }
 
-    for (l = 0; l < 2; l++) {
-        k = 0;
-        argv[k++] = "EVAL";
-        argv[k++] = rl_limit_script(&len);
-        argl[0] = 4;
-        argl[1] = len;
-        snprintf(nkeys, sizeof(nkeys), "%d", N);
-        argv[k++] = nkeys;
+    for (grouped = 0; grouped < 2; grouped++) {
+        for (l = 0; l < 2; l++) {
+            k = 0;
+            argv[k++] = "EVAL";
+            argv[k++] = rl_limit_script(&len);
+            argl[0] = 4;
+            argl[1] = len;
+            snprintf(nkeys, sizeof(nkeys), "%d", grouped ? 1 : N);
+            argv[k++] = nkeys;
 
-        for (i = 0; i < N; i++) {
-            argv[k++] = f->key;
-        }
+            for (i = 0; i < (grouped ? 1 : N); i++) {
+                argv[k++] = f->key;
+            }
 
-        argv[k++] = nkeys;
-        snprintf(limits[l], sizeof(limits[l]), "%s", lims[l]);
+            /* one limit; then (m, n, limit number) per group */
+            plan[0] = 1;
 
-        for (i = 0; i < N; i++) {
-            argv[k++] = "1";
+            for (i = 0; i < (grouped ? 1 : N); i++) {
+                plan[1 + 3 * i] = (char) (grouped ? N : 1);
+                plan[2 + 3 * i] = 1;
+                plan[3 + 3 * i] = 1;
+            }
+
+            argv[k] = plan;
+            argl[k++] = grouped ? 4 : sizeof(plan);
             argv[k++] = "l";
-            argv[k++] = limits[l];
+            argv[k++] = lims[l];
             argv[k++] = "60000";
-            argv[k++] = limits[l];
+            argv[k++] = lims[l];
+
+            for (i = 2; i < k; i++) {
+                if (argv[i] != plan) {
+                    argl[i] = strlen(argv[i]);
+                }
+            }
+
+            reply = redisCommand(f->sync, "DEL %s", f->key);
+            assert_non_null(reply);
+            freeReplyObject(reply);
+
+            reply = redisCommandArgv(f->sync, k, argv, argl);
+            assert_non_null(reply);
+            assert_int_equal(reply->type, REDIS_REPLY_ARRAY);
+            assert_int_equal(reply->elements, 4 * N);
+
+            passed = 0;
+
+            for (i = 0; i < N; i++) {
+                /* count, remaining, reset, retry: no retry, it passed */
+                redisReply  **e = reply->element + 4 * i;
+
+                assert_int_equal(e[3]->integer == 0, i < atoi(lims[l]));
+                assert_int_equal(e[0]->integer,
+                                 i < atoi(lims[l]) ? i + 1 : atoi(lims[l]));
+                passed += e[3]->integer == 0;
+            }
+
+            freeReplyObject(reply);
+
+            assert_int_equal(passed, l == 0 ? N : 100);
+            assert_int_equal(zcard(f, f->key), l == 0 ? N : 100);
         }
-
-        for (i = 2; i < k; i++) {
-            argl[i] = strlen(argv[i]);
-        }
-
-        reply = redisCommand(f->sync, "DEL %s", f->key);
-        assert_non_null(reply);
-        freeReplyObject(reply);
-
-        reply = redisCommandArgv(f->sync, k, argv, argl);
-        assert_non_null(reply);
-        assert_int_equal(reply->type, REDIS_REPLY_ARRAY);
-        assert_int_equal(reply->elements, N);
-
-        passed = 0;
-
-        for (i = 0; i < N; i++) {
-            assert_int_equal(reply->element[i]->type, REDIS_REPLY_ARRAY);
-            assert_int_equal(reply->element[i]->element[0]->integer,
-                             i < atoi(lims[l]));
-            passed += (int) reply->element[i]->element[0]->integer;
-        }
-
-        freeReplyObject(reply);
-
-        assert_int_equal(passed, l == 0 ? N : 100);
-        assert_int_equal(zcard(f, f->key), l == 0 ? N : 100);
     }
 }
 
@@ -1433,10 +1446,10 @@ test_a_reply_to_no_command_is_a_protocol_error(void **state)
     scripted_peer_t   p;
     result_t          r;
 
-    /* one check of one limit: allowed, 1 limit, count 1, remaining 2,
-     * reset in 10 s, no retry; then "+OK" */
+    /* one check of one limit: count 1, remaining 2, reset in 10 s, no
+     * retry (it passed); then "+OK" */
     f->client = client(f, scripted_peer(f, &p,
-        "*1\r\n*6\r\n:1\r\n:1\r\n:1\r\n:2\r\n:10000\r\n:0\r\n+OK\r\n"),
+        "*4\r\n:1\r\n:2\r\n:10000\r\n:0\r\n+OK\r\n"),
         1000);
     assert_non_null(f->client);
 

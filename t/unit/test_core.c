@@ -208,7 +208,7 @@ test_reply_of_a_passed_request(void **state)
 
     (void) state;
 
-    reply = parse("*6\r\n:1\r\n:1\r\n:3\r\n:7\r\n:3599500\r\n:0\r\n");
+    reply = parse("*4\r\n:3\r\n:7\r\n:3599500\r\n:0\r\n");
 
     assert_int_equal(rl_decode_reply(reply, 1, &v), 0);
     assert_int_equal(v.error, RL_OK);
@@ -231,7 +231,7 @@ test_reply_of_two_limits_one_rejecting(void **state)
 
     (void) state;
 
-    reply = parse("*10\r\n:0\r\n:2\r\n"
+    reply = parse("*8\r\n"
                   ":10\r\n:0\r\n:1200\r\n:1200\r\n"
                   ":4\r\n:96\r\n:50000\r\n:0\r\n");
 
@@ -256,11 +256,12 @@ test_bad_replies_are_errors_not_verdicts(void **state)
         ":1\r\n",
         "$5\r\nhello\r\n",
         "*0\r\n",
-        "*6\r\n:1\r\n:2\r\n:3\r\n:7\r\n:1\r\n:0\r\n",       /* n = 2 */
-        "*6\r\n:2\r\n:1\r\n:3\r\n:7\r\n:1\r\n:0\r\n",       /* allowed 2 */
-        "*6\r\n:1\r\n:1\r\n:-3\r\n:7\r\n:1\r\n:0\r\n",      /* negative */
-        "*6\r\n:1\r\n:1\r\n$1\r\n3\r\n:7\r\n:1\r\n:0\r\n",  /* a string */
-        "*5\r\n:1\r\n:1\r\n:3\r\n:7\r\n:1\r\n",             /* short */
+        "*8\r\n:3\r\n:7\r\n:1\r\n:0\r\n"
+            ":3\r\n:7\r\n:1\r\n:0\r\n",                       /* 2 limits */
+        "*4\r\n:-3\r\n:7\r\n:1\r\n:0\r\n",                  /* negative */
+        "*4\r\n$1\r\n3\r\n:7\r\n:1\r\n:0\r\n",            /* a string */
+        "*4\r\n:3\r\n:7\r\n:1\r\n*0\r\n",                   /* an array */
+        "*3\r\n:3\r\n:7\r\n:1\r\n",                         /* short */
     };
 
     rl_verdict_t   v;
