@@ -137,10 +137,14 @@ local function load(key, a, w)
     c.n, c.s, c.stale = cut, cs, c.stale or stale
   elseif a == 'g' then
     -- SET replaces a value of any type
+    -- d: the time from now to the theoretical arrival time, if later
     local v = redis.pcall('GET', key)
-    s.tat = now
+    s.d = 0
     if type(v) == 'string' and string.byte(v, 1) == 103 then
-      s.tat = tonumber(string.sub(v, 2)) or now
+      local tat = tonumber(string.sub(v, 2))
+      if tat and tat > now then
+        s.d = tat - now
+      end
     end
   elseif a == 'f' then
     local v = redis.pcall('GET', key)
@@ -218,8 +222,8 @@ local function store(s)
     end
     redis.call('PEXPIRE', key, w / 1000)
   elseif s.a == 'g' then
-    redis.call('SET', key, string.format('g%d', math.ceil(s.tat)),
-               'PX', math.max(1, math.ceil((s.tat - now) / 1000)))
+    redis.call('SET', key, string.format('g%d', now + math.ceil(s.d)),
+               'PX', math.max(1, math.ceil(s.d / 1000)))
   elseif s.a == 'f' then
     local count
     if s.wipe then
@@ -301,18 +305,17 @@ while p <= #plan do
         remaining = limit - count
 
       elseif a == 'g' then
+        -- the arrival time is kept to the microsecond: less than one to
+        -- wait is none (an interval of 1h/102 is not a whole number)
         local burst = bur[si]
         local interval = w / limit
-        local tat = s.tat
-        if tat < now then
-          tat = now
+        local d = s.d
+        if d + interval - burst * interval >= 1 then
+          retry = d + interval - burst * interval
         end
-        if tat + interval - burst * interval > now then
-          retry = tat + interval - burst * interval - now
-        end
-        remaining = math.floor((now + burst * interval - tat) / interval)
+        remaining = math.floor((burst * interval - d + 1) / interval)
         count = burst - remaining
-        reset = tat - now - (burst - remaining - 1) * interval
+        reset = d - (burst - remaining - 1) * interval
 
       elseif a == 'f' then
         count = s.count
@@ -377,11 +380,11 @@ while p <= #plan do
       elseif a == 'g' then
         local burst = bur[si]
         local interval = s.w / limit
-        local tat = math.max(s.tat, now) + interval
-        s.tat, s.n = tat, 1
-        remaining = math.floor((now + burst * interval - tat) / interval)
+        local d = s.d + interval
+        s.d, s.n = d, 1
+        remaining = math.floor((burst * interval - d + 1) / interval)
         count = burst - remaining
-        reset = tat - now - (burst - remaining - 1) * interval
+        reset = d - (burst - remaining - 1) * interval
 
       elseif a == 'f' then
         s.count, s.n = s.count + 1, s.n + 1

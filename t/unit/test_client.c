@@ -527,13 +527,17 @@ test_one_call_decides_as_one_call_per_check(void **state)
     wait_for(f, &one[0], 2000);
 
     for (mixed = 0; mixed <= 1; mixed++) {
-        for (a = 0; a < (mixed ? 1 : 4); a++) {
+        for (a = 0; a < (mixed ? 1 : 8); a++) {
 
-            /* a alone, a and b, b alone, ...; mixed: key m under each
-             * algorithm in turn, each taking over from the last */
+            /* a alone, a and b, b alone, ...; from a = 4 each three times
+             * in a row (alike checks: the client sends them as a group);
+             * mixed: key m under each algorithm in turn, each taking over
+             * from the last */
             memset(seq, 0, sizeof(seq));
 
             for (i = 0; i < SEQ_CHECKS; i++) {
+                int  turn = a < 4 ? i : i / 3;
+
                 if (mixed) {
                     seq[i][0] = (seq_limit_t) { "m", algs[(i / 4) % 4], 3,
                                                 2 };
@@ -543,12 +547,12 @@ test_one_call_decides_as_one_call_per_check(void **state)
 
                 j = 0;
 
-                if (i % 3 != 2) {
-                    seq[i][j++] = (seq_limit_t) { "a", algs[a], 8, 3 };
+                if (turn % 3 != 2) {
+                    seq[i][j++] = (seq_limit_t) { "a", algs[a % 4], 8, 3 };
                 }
 
-                if (i % 3 != 0) {
-                    seq[i][j++] = (seq_limit_t) { "b", algs[a], 9, 0 };
+                if (turn % 3 != 0) {
+                    seq[i][j++] = (seq_limit_t) { "b", algs[a % 4], 9, 0 };
                 }
             }
 
@@ -678,6 +682,66 @@ test_a_call_of_250_checks_on_one_key_counts_each(void **state)
             assert_int_equal(zcard(f, f->key), l == 0 ? N : 100);
         }
     }
+}
+
+
+/*
+ * The plan numbers a batch's limits in a byte: checks of 320 limits in all,
+ * each limit its own, go in two calls, and each is decided as its own.
+ */
+static void
+test_a_batch_of_more_than_255_limits_is_split(void **state)
+{
+    enum { CHECKS = 20 };
+    fixture_t        *f = *state;
+    result_t          r[CHECKS], warm;
+    rl_limit_arg_t    l[RL_MAX_LIMITS];
+    char              keys[CHECKS][RL_MAX_LIMITS][80];
+    int               i, j;
+    long long         before;
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 1000);
+    assert_non_null(f->client);
+
+    assert_non_null(start(f, "rl-unit-warm", 7, 60000, &warm));
+    wait_for(f, &warm, 2000);
+
+    before = evalsha_calls(f);
+
+    for (i = 0; i < CHECKS; i++) {
+        for (j = 0; j < RL_MAX_LIMITS; j++) {
+            snprintf(keys[i][j], sizeof(keys[i][j]), "%s:%d:%d", f->key, i,
+                     j);
+            l[j] = (rl_limit_arg_t) { keys[i][j], strlen(keys[i][j]),
+                                      (uint64_t) (100 + i * RL_MAX_LIMITS
+                                                  + j),
+                                      3600000, (rl_algorithm_e) (j % 4), 0 };
+        }
+
+        memset(&r[i], 0, sizeof(r[i]));
+        assert_non_null(rl_check_start(f->client, l, RL_MAX_LIMITS, on_done,
+                                       &r[i], &r[i].v));
+    }
+
+    for (i = 0; i < CHECKS; i++) {
+        wait_for(f, &r[i], 2000);
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].v.error, RL_OK);
+        assert_int_equal(r[i].v.allowed, 1);
+        assert_int_equal(r[i].v.nlimits, RL_MAX_LIMITS);
+
+        for (j = 0; j < RL_MAX_LIMITS; j++) {
+            assert_int_equal(r[i].v.limits[j].remaining,
+                             100 + i * RL_MAX_LIMITS + j - 1);
+        }
+    }
+
+    /* 255 limits are 15 checks of 16: the other 5 in a second call */
+    assert_int_equal(evalsha_calls(f) - before, 2);
 }
 
 
@@ -2148,6 +2212,8 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_a_call_of_250_checks_on_one_key_counts_each, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_batch_of_more_than_255_limits_is_split, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_key_named_twice_in_one_check_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(
