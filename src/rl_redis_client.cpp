@@ -793,8 +793,11 @@ RedisClient::answer(Batch *b, const redisReply *reply,
            && reply->elements == total;
 
     for (Check *c : b->checks) {
+        size_t  n = 4 * c->nlimits;
+
+        /* finish() hands c back to the free list */
         finish(c, reply, fits ? at : kNoResults, ac);
-        at += 4 * c->nlimits;
+        at += n;
     }
 
     releaseBatch(b);

@@ -696,7 +696,7 @@ test_a_batch_of_more_than_255_limits_is_split(void **state)
     fixture_t        *f = *state;
     result_t          r[CHECKS], warm;
     rl_limit_arg_t    l[RL_MAX_LIMITS];
-    char              keys[CHECKS][RL_MAX_LIMITS][80];
+    char              keys[CHECKS][RL_MAX_LIMITS][96];
     int               i, j;
     long long         before;
 
