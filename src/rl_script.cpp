@@ -53,7 +53,8 @@
  *   previous window's count }; the estimate weights p by the share of the
  *   sliding window still inside the previous fixed window.  It expires at
  *   the end of the window after w, when it no longer weighs.
- * gcra: "g" and the theoretical arrival time (microseconds) as a string;
+ * gcra: "g" and the theoretical arrival time as a string, microseconds
+ *   since the epoch with 6 decimals (older versions wrote none);
  *   one request per window/requests, up to burst at once.
  * A key another algorithm left (the limit's algorithm was changed) is
  * replaced: the first command on it fails with WRONGTYPE, or for the two
@@ -137,13 +138,21 @@ local function load(key, a, w)
     c.n, c.s, c.stale = cut, cs, c.stale or stale
   elseif a == 'g' then
     -- SET replaces a value of any type
-    -- d: the time from now to the theoretical arrival time, if later
+    -- d: the time from now to the theoretical arrival time, if later;
+    -- whole microseconds and their fraction apart, as a double holds
+    -- only a quarter of a microsecond of the time since the epoch
     local v = redis.pcall('GET', key)
     s.d = 0
     if type(v) == 'string' and string.byte(v, 1) == 103 then
-      local tat = tonumber(string.sub(v, 2))
-      if tat and tat > now then
-        s.d = tat - now
+      local us, frac = string.match(v, '^g(%d+)%.?(%d*)$')
+      if us then
+        local d = tonumber(us) - now
+        if frac ~= '' then
+          d = d + tonumber(frac) / 10 ^ #frac
+        end
+        if d > 0 then
+          s.d = d
+        end
       end
     end
   elseif a == 'f' then
@@ -222,8 +231,15 @@ local function store(s)
     end
     redis.call('PEXPIRE', key, w / 1000)
   elseif s.a == 'g' then
-    redis.call('SET', key, string.format('g%d', now + math.ceil(s.d)),
-               'PX', math.max(1, math.ceil(s.d / 1000)))
+    -- to the picosecond, rounded up
+    local d = s.d
+    local us = math.floor(d)
+    local ps = math.ceil((d - us) * 1000000)
+    if ps >= 1000000 then
+      us, ps = us + 1, 0
+    end
+    redis.call('SET', key, string.format('g%d.%06d', now + us, ps),
+               'PX', math.max(1, math.ceil(d / 1000)))
   elseif s.a == 'f' then
     local count
     if s.wipe then
@@ -305,15 +321,17 @@ while p <= #plan do
         remaining = limit - count
 
       elseif a == 'g' then
-        -- the arrival time is kept to the microsecond: less than one to
-        -- wait is none (an interval of 1h/102 is not a whole number)
+        -- remaining: the units of quota back by now, where less than a
+        -- microsecond missing (1/1024 of an interval shorter than 1024
+        -- us) is the rounding of the stored fractions, not a wait
         local burst = bur[si]
         local interval = w / limit
         local d = s.d
-        if d + interval - burst * interval >= 1 then
+        remaining = math.floor(burst - d / interval
+                               + math.min(1 / 1024, 1 / interval))
+        if remaining < 1 then
           retry = d + interval - burst * interval
         end
-        remaining = math.floor((burst * interval - d + 1) / interval)
         count = burst - remaining
         reset = d - (burst - remaining - 1) * interval
 
@@ -382,7 +400,8 @@ while p <= #plan do
         local interval = s.w / limit
         local d = s.d + interval
         s.d, s.n = d, 1
-        remaining = math.floor((burst * interval - d + 1) / interval)
+        remaining = math.floor(burst - d / interval
+                               + math.min(1 / 1024, 1 / interval))
         count = burst - remaining
         reset = d - (burst - remaining - 1) * interval
 

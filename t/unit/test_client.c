@@ -984,6 +984,210 @@ test_gcra_burst_with_a_fractional_interval(void **state)
 }
 
 
+/*
+ * One call of the limit script as if Redis' clock read sec.usec (its TIME
+ * replaced in the script's text): a group of m checks of one gcra limit on
+ * key.  Returns how many passed; remaining, of the last one; and in stored
+ * (unless NULL, 64 bytes), the key's value after the call, read in the
+ * call's MULTI/EXEC: the key may live for a millisecond only, and Redis 7
+ * holds its clock for expiry through a transaction's commands.
+ */
+static int
+gcra_at(fixture_t *f, const char *key, long long sec, long usec, int m,
+    const char *requests, const char *window_ms, const char *burst,
+    long long *remaining, char *stored)
+{
+    static const char   time_call[] = "redis.call('TIME')";
+    const char         *script, *at, *argv[9];
+    size_t              len, argl[9];
+    char               *text, instant[64], plan[4];
+    int                 i, n, passed = 0;
+    redisReply         *reply, *r;
+
+    script = rl_limit_script(&len);
+    at = strstr(script, time_call);
+    assert_non_null(at);
+
+    n = snprintf(instant, sizeof(instant), "{ '%lld', '%ld' }", sec, usec);
+    text = malloc(len + (size_t) n);
+    assert_non_null(text);
+    memcpy(text, script, (size_t) (at - script));
+    memcpy(text + (at - script), instant, (size_t) n);
+    strcpy(text + (at - script) + n, at + sizeof(time_call) - 1);
+
+    plan[0] = 1;
+    plan[1] = (char) m;
+    plan[2] = 1;
+    plan[3] = 1;
+
+    argv[0] = "EVAL";
+    argv[1] = text;
+    argv[2] = "1";
+    argv[3] = key;
+    argv[4] = plan;
+    argv[5] = "g";
+    argv[6] = requests;
+    argv[7] = window_ms;
+    argv[8] = burst;
+
+    for (i = 0; i < 9; i++) {
+        argl[i] = argv[i] == plan ? sizeof(plan) : strlen(argv[i]);
+    }
+
+    assert_int_equal(redisAppendCommand(f->sync, "MULTI"), REDIS_OK);
+    assert_int_equal(redisAppendCommandArgv(f->sync, 9, argv, argl),
+                     REDIS_OK);
+    assert_int_equal(redisAppendCommand(f->sync, "GET %s", key), REDIS_OK);
+    assert_int_equal(redisAppendCommand(f->sync, "EXEC"), REDIS_OK);
+    free(text);
+
+    for (i = 0; i < 3; i++) {
+        /* +OK, +QUEUED, +QUEUED */
+        assert_int_equal(redisGetReply(f->sync, (void **) &reply), REDIS_OK);
+        assert_int_equal(reply->type, REDIS_REPLY_STATUS);
+        freeReplyObject(reply);
+    }
+
+    assert_int_equal(redisGetReply(f->sync, (void **) &reply), REDIS_OK);
+    assert_int_equal(reply->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(reply->elements, 2);
+
+    r = reply->element[0];
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 4 * (size_t) m);
+
+    for (i = 0; i < m; i++) {
+        /* count, remaining, reset, retry */
+        passed += r->element[4 * i + 3]->integer == 0;
+    }
+
+    *remaining = r->element[4 * (m - 1) + 1]->integer;
+
+    if (stored) {
+        r = reply->element[1];
+        assert_int_equal(r->type, REDIS_REPLY_STRING);
+        assert_true(r->len < 64);
+        memcpy(stored, r->str, r->len + 1);
+    }
+
+    freeReplyObject(reply);
+
+    return passed;
+}
+
+
+/*
+ * The arrival time gcra stores keeps its fraction of a microsecond: calls
+ * of one request each at one instant admit the burst, as one call of all
+ * of them does (it was rounded up to the microsecond, call after call, and
+ * the third of three requests at 3 a second was rejected).
+ */
+static void
+test_gcra_at_one_instant_in_calls_of_their_own(void **state)
+{
+    fixture_t  *f = *state;
+    long long   remaining;
+    int         i;
+
+    if (!f->port) {
+        skip();
+    }
+
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(gcra_at(f, f->key, 1800000000, 123456, 1, "3",
+                                 "1000", "3", &remaining, NULL), 1);
+        assert_int_equal(remaining, 2 - i);
+    }
+
+    assert_int_equal(gcra_at(f, f->key, 1800000000, 123456, 1, "3", "1000",
+                             "3", &remaining, NULL), 0);
+    sync_ok(f, "DEL %s", f->key);
+
+    /* an hour / 102: remaining counts down by one, call after call */
+    for (i = 0; i < 102; i++) {
+        assert_int_equal(gcra_at(f, f->key, 1800000000, 999999, 1, "102",
+                                 "3600000", "102", &remaining, NULL), 1);
+        assert_int_equal(remaining, 101 - i);
+    }
+
+    assert_int_equal(gcra_at(f, f->key, 1800000000, 999999, 1, "102",
+                             "3600000", "102", &remaining, NULL), 0);
+}
+
+
+/*
+ * 1,000,000 or 10,000,000 requests a second: an interval of a microsecond
+ * or less.  Each request still takes one unit of the burst, in one call or
+ * in calls of their own (the arrival time goes to Redis with its fraction,
+ * and comes back with it).
+ */
+static void
+test_gcra_with_an_interval_of_a_microsecond_or_less(void **state)
+{
+    fixture_t  *f = *state;
+    long long   remaining;
+    char        stored[64];
+
+    if (!f->port) {
+        skip();
+    }
+
+    assert_int_equal(gcra_at(f, f->key, 1800000000, 5, 1, "1000000", "1000",
+                             "10", &remaining, NULL), 1);
+    assert_int_equal(remaining, 9);
+    sync_ok(f, "DEL %s", f->key);
+
+    assert_int_equal(gcra_at(f, f->key, 1800000000, 5, 100, "10000000",
+                             "1000", "10", &remaining, NULL), 10);
+    assert_int_equal(remaining, 0);
+    sync_ok(f, "DEL %s", f->key);
+
+    /* 0.1 us after now */
+    assert_int_equal(gcra_at(f, f->key, 1800000000, 5, 1, "10000000", "1000",
+                             "10", &remaining, stored), 1);
+    assert_string_equal(stored, "g1800000000000005.100000");
+
+    /* 8.5 or 9.5 of the 10 units taken: one more, or none */
+    sync_ok(f, "SET %s g1800000000000005.850000 PX 60000", f->key);
+    assert_int_equal(gcra_at(f, f->key, 1800000000, 5, 1, "10000000", "1000",
+                             "10", &remaining, stored), 1);
+    assert_int_equal(remaining, 0);
+    assert_string_equal(stored, "g1800000000000005.950000");
+
+    sync_ok(f, "SET %s g1800000000000005.950000 PX 60000", f->key);
+    assert_int_equal(gcra_at(f, f->key, 1800000000, 5, 1, "10000000", "1000",
+                             "10", &remaining, NULL), 0);
+}
+
+
+/*
+ * The slack for the stored fractions is under a microsecond: at one request
+ * an hour, the next is refused a millisecond before its time and passes on
+ * it (1/1024 of the interval would let it in 3.5 s early).
+ */
+static void
+test_gcra_lets_no_request_in_early(void **state)
+{
+    fixture_t  *f = *state;
+    long long   remaining;
+
+    if (!f->port) {
+        skip();
+    }
+
+    assert_int_equal(gcra_at(f, f->key, 1800000000, 500000, 1, "1",
+                             "3600000", "1", &remaining, NULL), 1);
+    assert_int_equal(remaining, 0);
+
+    assert_int_equal(gcra_at(f, f->key, 1800003599, 499000, 1, "1",
+                             "3600000", "1", &remaining, NULL), 0);
+    assert_int_equal(gcra_at(f, f->key, 1800003596, 500000, 1, "1",
+                             "3600000", "1", &remaining, NULL), 0);
+    assert_int_equal(gcra_at(f, f->key, 1800003600, 500000, 1, "1",
+                             "3600000", "1", &remaining, NULL), 1);
+}
+
+
 #if COUNT_ALLOCATIONS
 /* the allocations of one batch of n checks on one key, sent and answered */
 static long
@@ -2226,6 +2430,13 @@ main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             test_gcra_burst_with_a_fractional_interval, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_gcra_at_one_instant_in_calls_of_their_own, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_gcra_with_an_interval_of_a_microsecond_or_less, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_gcra_lets_no_request_in_early, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_warm_client_allocates_nothing_per_check, setup, teardown),
         cmocka_unit_test_setup_teardown(
