@@ -321,14 +321,15 @@ while p <= #plan do
         remaining = limit - count
 
       elseif a == 'g' then
-        -- remaining: the units of quota back by now, where less than a
-        -- microsecond missing (1/1024 of an interval shorter than 1024
-        -- us) is the rounding of the stored fractions, not a wait
+        -- remaining: the units of quota back by now, where up to half a
+        -- microsecond missing (1/1024 of an interval shorter than 512 us)
+        -- is the rounding of the stored fractions, not a wait; on whole
+        -- microseconds, one missing is a wait
         local burst = bur[si]
         local interval = w / limit
         local d = s.d
         remaining = math.floor(burst - d / interval
-                               + math.min(1 / 1024, 1 / interval))
+                               + math.min(1 / 1024, 0.5 / interval))
         if remaining < 1 then
           retry = d + interval - burst * interval
         end
@@ -401,7 +402,7 @@ while p <= #plan do
         local d = s.d + interval
         s.d, s.n = d, 1
         remaining = math.floor(burst - d / interval
-                               + math.min(1 / 1024, 1 / interval))
+                               + math.min(1 / 1024, 0.5 / interval))
         count = burst - remaining
         reset = d - (burst - remaining - 1) * interval
 

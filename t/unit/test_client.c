@@ -1163,7 +1163,8 @@ test_gcra_with_an_interval_of_a_microsecond_or_less(void **state)
 /*
  * The slack for the stored fractions is under a microsecond: at one request
  * an hour, the next is refused a millisecond before its time and passes on
- * it (1/1024 of the interval would let it in 3.5 s early).
+ * it (1/1024 of the interval would let it in 3.5 s early); at one a second,
+ * it is refused a microsecond before its time.
  */
 static void
 test_gcra_lets_no_request_in_early(void **state)
@@ -1185,6 +1186,14 @@ test_gcra_lets_no_request_in_early(void **state)
                              "3600000", "1", &remaining, NULL), 0);
     assert_int_equal(gcra_at(f, f->key, 1800003600, 500000, 1, "1",
                              "3600000", "1", &remaining, NULL), 1);
+    sync_ok(f, "DEL %s", f->key);
+
+    assert_int_equal(gcra_at(f, f->key, 1900000000, 0, 1, "1", "1000", "1",
+                             &remaining, NULL), 1);
+    assert_int_equal(gcra_at(f, f->key, 1900000000, 999999, 1, "1", "1000",
+                             "1", &remaining, NULL), 0);
+    assert_int_equal(gcra_at(f, f->key, 1900000001, 0, 1, "1", "1000", "1",
+                             &remaining, NULL), 1);
 }
 
 
