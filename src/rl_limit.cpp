@@ -246,6 +246,24 @@ decodeReply(const redisReply *reply, size_t at, size_t n, rl_verdict_t *v)
     return true;
 }
 
+bool
+batchReplyFits(const redisReply *reply, size_t total) noexcept
+{
+    if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != total)
+    {
+        return false;
+    }
+
+    for (size_t i = 0; i < total; i++) {
+        if (!nonNegative(reply->element[i])) {
+            return false;
+        }
+    }
+
+    return true;
+}
+
 namespace {
 
 /*

@@ -32,6 +32,13 @@ constexpr size_t  kNoResults = SIZE_MAX;
 bool decodeReply(const redisReply *reply, size_t at, size_t n,
     rl_verdict_t *v) noexcept;
 
+/*
+ * Whether the reply to a batch is what the script returns: an array of
+ * exactly total non-negative integers.  Nothing is decided from one that is
+ * not, not even the checks whose own elements look right.
+ */
+bool batchReplyFits(const redisReply *reply, size_t total) noexcept;
+
 
 /*
  * Checks each reply while hiredis' reader builds it, and stops the reader

@@ -789,8 +789,9 @@ RedisClient::answer(Batch *b, const redisReply *reply,
         total += 4 * c->nlimits;
     }
 
-    fits = reply && reply->type == REDIS_REPLY_ARRAY
-           && reply->elements == total;
+    /* a reply out of shape anywhere decides none of them (each check's
+     * verdict is then the error of an unexpected reply) */
+    fits = batchReplyFits(reply, total);
 
     for (Check *c : b->checks) {
         size_t  n = 4 * c->nlimits;

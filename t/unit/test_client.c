@@ -1712,6 +1712,43 @@ test_an_absurd_array_length_is_a_protocol_error(void **state)
 
 
 /*
+ * A batch's reply is taken whole or not at all: here the first check's
+ * four results look right and the second's last is a string.  Neither
+ * check is decided (the first passed before), and the connection is
+ * dropped as out of step.
+ */
+static void
+test_a_batch_reply_out_of_shape_decides_no_check(void **state)
+{
+    fixture_t        *f = *state;
+    scripted_peer_t   p;
+    result_t          r1, r2;
+
+    f->client = client(f, scripted_peer(f, &p,
+        "*8\r\n:1\r\n:2\r\n:10000\r\n:0\r\n"
+        ":1\r\n:2\r\n:10000\r\n$1\r\nx\r\n"),
+        1000);
+    assert_non_null(f->client);
+
+    /* one loop turn: one command */
+    assert_non_null(start(f, "k1", 3, 10000, &r1));
+    assert_non_null(start(f, "k2", 3, 10000, &r2));
+
+    wait_for(f, &r1, 1000);
+    wait_for(f, &r2, 1000);
+    assert_int_equal(r1.calls, 1);
+    assert_int_equal(r2.calls, 1);
+    assert_int_equal(r1.v.error, RL_ERR_REPLY);
+    assert_int_equal(r2.v.error, RL_ERR_REPLY);
+    assert_int_equal(r1.v.allowed, 0);
+    assert_int_equal(rl_event_loop_logged(f->loop,
+        "Redis protocol error: unexpected reply"), 1);
+
+    close_client_and_peer(f, &p);
+}
+
+
+/*
  * A reply to no command makes hiredis 0.14 abort() the process (an assert
  * in redisProcessCallbacks); here the peer answers a check twice.  The
  * first answer counts, the second is refused as a protocol error.
@@ -2470,6 +2507,9 @@ main(void)
             test_a_silent_peer_never_becomes_ready, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_an_absurd_array_length_is_a_protocol_error, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_batch_reply_out_of_shape_decides_no_check, setup,
             teardown),
         cmocka_unit_test_setup_teardown(
             test_a_reply_to_no_command_is_a_protocol_error, setup,
