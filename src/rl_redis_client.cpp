@@ -138,6 +138,8 @@ RedisClient::~RedisClient()
         c->done = nullptr;
     }
 
+    waiting_ = 0;
+
     reportState(false);
 
     flushTimer_->stop();
@@ -551,6 +553,7 @@ RedisClient::start(const rl_limit_arg_t *limits, size_t n,
 
     c->client = this;
     c->done = done;
+    waiting_++;
     c->data = data;
     c->nlimits = n;
     c->expired = false;
@@ -805,13 +808,23 @@ RedisClient::answer(Batch *b, const redisReply *reply,
 }
 
 
+/*
+ * O(1) but for the last waiting check: a cancelled check stays queued (it
+ * may have been sent), and the deadline stays the oldest unexpired one's.
+ * Only the timer's kind changes when nobody waits any more.
+ */
 void
 RedisClient::cancel(Check *c) noexcept
 {
-    c->done = nullptr;
+    if (c->done) {
+        c->done = nullptr;
+        waiting_--;
+    }
 
-    /* nobody waits for it: it must not hold a worker that is exiting */
-    armDeadline();
+    /* nobody waits: the checks must not hold a worker that is exiting */
+    if (waiting_ == 0) {
+        armDeadline();
+    }
 }
 
 
@@ -879,6 +892,7 @@ RedisClient::finish(Check *c, const redisReply *reply, size_t at,
         rl_check_done_pt  done = c->done;
 
         c->done = nullptr;
+        waiting_--;
         done(c->data, &v);
     }
 
@@ -936,22 +950,12 @@ RedisClient::armDeadline() noexcept
 {
     uint64_t  now = loop_->nowMs();
 
-    Check     *first = nullptr;
-    bool       live = false;
+    Check     *first = head_;
+    bool       live = waiting_ > 0;
 
-    for (Check *c = head_; c; c = c->next) {
-        if (c->expired) {
-            continue;
-        }
-
-        if (first == nullptr) {
-            first = c;
-        }
-
-        if (c->done) {
-            live = true;
-            break;
-        }
+    /* the expired checks are the head of the queue (deadline order) */
+    while (first && first->expired) {
+        first = first->next;
     }
 
     deadlineTimer_->stop();
@@ -992,6 +996,7 @@ RedisClient::expire() noexcept
             rl_check_done_pt  done = c->done;
 
             c->done = nullptr;
+            waiting_--;
             errorVerdict(&v, RL_ERR_TIMEOUT, "timed out");
             done(c->data, &v);
         }

@@ -205,6 +205,9 @@ private:
     Check                  *tail_ = nullptr;
     size_t                  inFlight_ = 0;
 
+    /* the queued checks whose callback is still to come (done set) */
+    size_t                  waiting_ = 0;
+
     /* finished checks kept for reuse, linked by next: no allocation of
      * ours per request once the worker is warm */
     Check                  *free_ = nullptr;
