@@ -1003,7 +1003,7 @@ RedisClient::expire() noexcept
     }
 
     if (timeouts_ >= kMaxTimeouts && ac_) {
-        std::snprintf(why, sizeof(why), "%u commands timed out in a row",
+        std::snprintf(why, sizeof(why), "%u checks timed out in a row",
                       timeouts_);
         breakConnection(RL_ERR_TIMEOUT, "Redis not answering: ", why);
         return;

@@ -397,7 +397,7 @@ main::limiting_resumes('/open/x');
 my $after = main::fd_count($pid);
 cmp_ok($after, '<=', $before + 1, "descriptors: $before before, $after after");
 --- error_log
-Redis not answering: 3 commands timed out in a row. Using fallback mode.
+Redis not answering: 3 checks timed out in a row. Using fallback mode.
 
 
 
@@ -961,7 +961,7 @@ cmp_ok($waited, '<=', 6, "$waited waited the timeout");
 cmp_ok($tries, '<=', 6, "reconnects in 3 s: $tries");
 main::limiting_resumes('/open/x');
 --- error_log
-Redis not answering: 3 commands timed out in a row. Using fallback mode.
+Redis not answering: 3 checks timed out in a row. Using fallback mode.
 Redis not answering: no reply to the connection setup. Using fallback mode.
 
 
@@ -980,7 +980,7 @@ is_deeply([ main::uniq(@$st) ], [ 'ERROR_ALLOWED' ], 'all ERROR_ALLOWED');
 main::fault('pass');
 # 3 timeouts, then at once (and 3 more per reconnect)
 cmp_ok($took, '<', 1.2, "20 requests in ${took}s");
-like(main::error_log_text(), qr/Redis not answering: 3 commands timed out in a row/,
+like(main::error_log_text(), qr/Redis not answering: 3 checks timed out in a row/,
      'the breaker opened');
 
 
