@@ -283,10 +283,24 @@ ngx_http_rate_limit_local_check(ngx_shm_zone_t *shm_zone,
         res = &v->limits[i];
         w = (double) limits[i].window;
         idx = now / limits[i].window;
-        into = (double) (now - idx * limits[i].window);
 
         cn[i] = ngx_http_rate_limit_cache_get(shm_zone, limits[i].key,
                                               limits[i].len);
+
+        /*
+         * Each worker reads its own cached clock: one a few milliseconds
+         * behind another must not take a key that has begun the next
+         * window back to the one before, and so wipe its count.  (A node
+         * further ahead is another window length's, before a reload: it
+         * is started afresh, as before.)
+         */
+        if (cn[i] && cn[i]->window == idx + 1) {
+            idx++;
+        }
+
+        into = now > idx * limits[i].window
+               ? (double) (now - idx * limits[i].window) : 0;
+
         count = 0;
         previous = 0;
 
