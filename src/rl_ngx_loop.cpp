@@ -11,18 +11,10 @@
  *
  * Writes are flushed, not polled for: when a command is queued on a
  * connected socket, its write event is posted, so everything the requests
- * of one event-loop iteration queued goes out in one write once that
- * iteration's I/O events are handled, with no epoll_ctl calls and no extra
- * epoll_wait round.  Only a write that would block (or a connect in
- * progress) registers the write event with the event module.
- *
- * The batch and its write go at the head of the posted events, not the
- * tail: ahead of the responses that Redis' previous reply (or anything
- * else) posted in the same iteration.  Redis then runs the batch on the
- * other core while this worker writes those responses, instead of waiting
- * for them (on the benchmark's two cores, some 15-20% more requests a
- * second on a hot key).  A check started by a posted event itself (a
- * pipelined request) goes out right after that event.
+ * of one event-loop iteration queued goes out in one write at the end of
+ * that iteration, with no epoll_ctl calls and no extra epoll_wait round.
+ * Only a write that would block (or a connect in progress) registers the
+ * write event with the event module.
  *
  * hiredis calls cleanup just before it closes the socket, possibly from
  * inside our own read or write handler; after cleanup nothing here touches
@@ -44,17 +36,6 @@ extern "C" {
 
 namespace {
 
-/* ngx_post_event(), but to run next: see the top of the file */
-void
-postFirst(ngx_event_t *ev) noexcept
-{
-    if (!ev->posted) {
-        ev->posted = 1;
-        ngx_queue_insert_head(&ngx_posted_events, &ev->queue);
-    }
-}
-
-
 class NgxTimer : public rl::Timer {
 public:
     NgxTimer(ngx_log_t *log, rl::TimerHandler handler, void *data,
@@ -73,8 +54,7 @@ public:
         stop();
     }
 
-    /* 0: once this loop turn's I/O events are handled, ahead of the
-     * events they posted */
+    /* 0: at the end of this loop turn, after its I/O events */
     void
     start(uint64_t ms) noexcept override
     {
@@ -83,7 +63,9 @@ public:
                 ngx_del_timer(&ev_);
             }
 
-            postFirst(&ev_);
+            if (!ev_.posted) {
+                ngx_post_event(&ev_, &ngx_posted_events);
+            }
 
             return;
         }
@@ -250,7 +232,7 @@ private:
             return;
         }
 
-        postFirst(c->write);
+        ngx_post_event(c->write, &ngx_posted_events);
     }
 
     static void
