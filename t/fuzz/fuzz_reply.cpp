@@ -111,6 +111,9 @@ decode(const redisReply *r)
         CHECK(rc == 0 || rc == -1);
         CHECK((rc == 0) == scriptShaped(r, n));
 
+        /* a batch of checks of 4n results in all: taken whole or not */
+        CHECK(rl::batchReplyFits(r, 4 * n) == scriptShaped(r, n));
+
         if (rc == 0) {
             CHECK(v.error == RL_OK);
             CHECK(v.nlimits == n);
