@@ -26,7 +26,7 @@ typedef struct {
     time_t                       logged;       /* cache: second of lines */
     ngx_uint_t                   lines;        /* cache: lines in it */
     ngx_uint_t                   quiet;        /* cache: lines left out */
-    ngx_msec_t                   window;       /* local: window index */
+    ngx_msec_t                   window;       /* local: its start, ms */
     ngx_uint_t                   count;        /* local: in that window */
     ngx_uint_t                   previous;     /* local: in the one before */
     u_char                       data[1];
@@ -268,7 +268,7 @@ ngx_http_rate_limit_local_check(ngx_shm_zone_t *shm_zone,
 {
     double                             est, w, into, wait;
     ngx_uint_t                         i, allowed, count, previous;
-    ngx_msec_t                         idx, now;
+    ngx_msec_t                         start, span, now;
     ngx_slab_pool_t                   *shpool;
     rl_limit_result_t                 *res;
     ngx_http_rate_limit_cache_node_t  *cn[RL_MAX_LIMITS];
@@ -281,8 +281,9 @@ ngx_http_rate_limit_local_check(ngx_shm_zone_t *shm_zone,
 
     for (i = 0; i < n; i++) {
         res = &v->limits[i];
-        w = (double) limits[i].window;
-        idx = now / limits[i].window;
+        span = limits[i].window;
+        w = (double) span;
+        start = now - now % span;
 
         cn[i] = ngx_http_rate_limit_cache_get(shm_zone, limits[i].key,
                                               limits[i].len);
@@ -290,25 +291,25 @@ ngx_http_rate_limit_local_check(ngx_shm_zone_t *shm_zone,
         /*
          * Each worker reads its own cached clock: one a few milliseconds
          * behind another must not take a key that has begun the next
-         * window back to the one before, and so wipe its count.  (A node
-         * further ahead is another window length's, before a reload: it
-         * is started afresh, as before.)
+         * window back to the one before, and so wipe its count.  Windows
+         * are kept by their start, not their number, so that a node of
+         * another window length (before a reload) matches none of these
+         * but by chance, and starts afresh.
          */
-        if (cn[i] && cn[i]->window == idx + 1) {
-            idx++;
+        if (cn[i] && cn[i]->window == start + span) {
+            start += span;
         }
 
-        into = now > idx * limits[i].window
-               ? (double) (now - idx * limits[i].window) : 0;
+        into = now > start ? (double) (now - start) : 0;
 
         count = 0;
         previous = 0;
 
-        if (cn[i] && cn[i]->window == idx) {
+        if (cn[i] && cn[i]->window == start) {
             count = cn[i]->count;
             previous = cn[i]->previous;
 
-        } else if (cn[i] && cn[i]->window + 1 == idx) {
+        } else if (cn[i] && cn[i]->window + span == start) {
             previous = cn[i]->count;
         }
 
@@ -334,7 +335,7 @@ ngx_http_rate_limit_local_check(ngx_shm_zone_t *shm_zone,
 
         /* keep what the commit below needs; forget it two windows on */
         if (cn[i]) {
-            cn[i]->window = idx;
+            cn[i]->window = start;
             cn[i]->count = count;
             cn[i]->previous = previous;
             cn[i]->until = now + 2 * limits[i].window;
