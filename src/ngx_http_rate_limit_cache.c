@@ -338,7 +338,7 @@ ngx_http_rate_limit_local_check(ngx_shm_zone_t *shm_zone,
             cn[i]->window = start;
             cn[i]->count = count;
             cn[i]->previous = previous;
-            cn[i]->until = now + 2 * limits[i].window;
+            cn[i]->until = now + 2 * span;
         }
 
         res->remaining = est < limits[i].requests

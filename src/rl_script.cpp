@@ -263,6 +263,18 @@ local function store(s)
   s.n, s.wipe = 0, false
 end
 
+-- gcra's count, remaining and reset with the arrival time d ahead of now:
+-- remaining, the units of quota back by now, where up to half a
+-- microsecond missing (1/1024 of an interval shorter than 512 us) is the
+-- rounding of the stored fractions, not a wait; on whole microseconds, one
+-- missing is a wait
+local function paced(burst, interval, d)
+  local remaining = math.floor(burst - d / interval
+                               + math.min(1 / 1024, 0.5 / interval))
+  return burst - remaining, remaining,
+         d - (burst - remaining - 1) * interval
+end
+
 -- the limits the checks name, each once: algorithm, requests, window (us),
 -- burst
 local plan, byte = ARGV[1], string.byte
@@ -321,20 +333,13 @@ while p <= #plan do
         remaining = limit - count
 
       elseif a == 'g' then
-        -- remaining: the units of quota back by now, where up to half a
-        -- microsecond missing (1/1024 of an interval shorter than 512 us)
-        -- is the rounding of the stored fractions, not a wait; on whole
-        -- microseconds, one missing is a wait
         local burst = bur[si]
         local interval = w / limit
         local d = s.d
-        remaining = math.floor(burst - d / interval
-                               + math.min(1 / 1024, 0.5 / interval))
+        count, remaining, reset = paced(burst, interval, d)
         if remaining < 1 then
           retry = d + interval - burst * interval
         end
-        count = burst - remaining
-        reset = d - (burst - remaining - 1) * interval
 
       elseif a == 'f' then
         count = s.count
@@ -401,10 +406,7 @@ while p <= #plan do
         local interval = s.w / limit
         local d = s.d + interval
         s.d, s.n = d, 1
-        remaining = math.floor(burst - d / interval
-                               + math.min(1 / 1024, 0.5 / interval))
-        count = burst - remaining
-        reset = d - (burst - remaining - 1) * interval
+        count, remaining, reset = paced(burst, interval, d)
 
       elseif a == 'f' then
         s.count, s.n = s.count + 1, s.n + 1
