@@ -35,20 +35,26 @@ printf '%-15s %6s %18s %18s\n' algorithm batch "in script us/check" "Redis CPU u
 for alg in ${ALGS:-l:sliding_log s:sliding_window g:gcra f:fixed_window}; do
     code=${alg%%:*}
     for batch in ${BATCHES:-1 8}; do
-        keys=() args=()
-        for i in $(seq "$batch"); do
-            if [ "${KEYS_PER_BATCH:-one}" = distinct ]; then
+        # the plan (see src/rl_script.cpp): one limit; the checks alike as
+        # one group with its key once, or a group of one per distinct key
+        keys=()
+        if [ "${KEYS_PER_BATCH:-one}" = distinct ]; then
+            plan='\x01'
+            for i in $(seq "$batch"); do
                 keys+=("cost:$code:$i")
-            else
-                keys+=("cost:$code")
-            fi
-            args+=(1 "$code" 1000000000 3600000 1000000000)
-        done
+                plan+='\x01\x01\x01'
+            done
+        else
+            keys=("cost:$code")
+            plan="\\x01\\x$(printf %02x "$batch")\\x01\\x01"
+        fi
+        plan=$(printf "$plan")
         rcli flushall > /dev/null
         rcli config resetstat > /dev/null
         t0=$(ticks)
         redis-benchmark -p "$port" -n "$calls" -P 16 -c 4 \
-            EVALSHA "$sha" "$batch" "${keys[@]}" "$batch" "${args[@]}" > /dev/null
+            EVALSHA "$sha" "${#keys[@]}" "${keys[@]}" "$plan" \
+            "$code" 1000000000 3600000 1000000000 > /dev/null
         t1=$(ticks)
         usec=$(rcli info commandstats | tr -d '\r' \
                | sed -n 's/^cmdstat_evalsha:calls=[0-9]*,usec=\([0-9]*\),.*/\1/p')
