@@ -892,7 +892,15 @@ RedisClient::finish(Check *c, const redisReply *reply, size_t at,
         rl_check_done_pt  done = c->done;
 
         c->done = nullptr;
-        waiting_--;
+
+        /* the last waiter, answered while checks nobody waits for are
+         * still queued: their timer must let an exiting worker go */
+        if (--waiting_ == 0 && (c->prev || c->next)
+            && deadlineTimer_->active())
+        {
+            armDeadline();
+        }
+
         done(c->data, &v);
     }
 

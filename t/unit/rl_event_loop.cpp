@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <ctime>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -15,19 +16,26 @@ namespace {
 
 class EventTimer : public rl::Timer {
 public:
-    EventTimer(event_base *base, rl::TimerHandler handler, void *data)
-        : handler_(handler), data_(data)
+    EventTimer(event_base *base, rl::TimerHandler handler, void *data,
+        bool cancelable, std::set<EventTimer *> *all)
+        : handler_(handler), data_(data), cancelable_(cancelable), all_(all)
     {
+        all_->insert(this);
+
         ev_ = evtimer_new(base, onTimer, this);
         if (ev_ == nullptr) {
+            all_->erase(this);
             throw std::bad_alloc();
         }
     }
 
     ~EventTimer() override
     {
+        all_->erase(this);
         event_free(ev_);
     }
+
+    bool cancelable() const noexcept { return cancelable_; }
 
     void
     start(uint64_t ms) noexcept override
@@ -60,9 +68,11 @@ private:
         t->handler_(t->data_);
     }
 
-    event            *ev_;
-    rl::TimerHandler  handler_;
-    void             *data_;
+    event                   *ev_;
+    rl::TimerHandler         handler_;
+    void                    *data_;
+    bool                     cancelable_;
+    std::set<EventTimer *>  *all_;
 };
 
 
@@ -77,10 +87,23 @@ public:
     }
 
     std::unique_ptr<rl::Timer>
-    createTimer(rl::TimerHandler handler, void *data, bool) override
+    createTimer(rl::TimerHandler handler, void *data, bool cancelable)
+        override
     {
         return std::unique_ptr<rl::Timer>(
-            new EventTimer(base_, handler, data));
+            new EventTimer(base_, handler, data, cancelable, &timers_));
+    }
+
+    size_t
+    uncancelable() const noexcept
+    {
+        size_t  n = 0;
+
+        for (const EventTimer *t : timers_) {
+            n += !t->cancelable() && t->active();
+        }
+
+        return n;
     }
 
     uint64_t
@@ -122,6 +145,7 @@ public:
 private:
     event_base                *base_;
     std::vector<std::string>   lines_;
+    std::set<EventTimer *>     timers_;
 };
 
 } /* namespace */
@@ -145,4 +169,11 @@ extern "C" size_t
 rl_event_loop_logged(rl_loop_t *loop, const char *text) noexcept
 {
     return static_cast<EventLoop *>(loop)->logged(text);
+}
+
+
+extern "C" size_t
+rl_event_loop_uncancelable(rl_loop_t *loop) noexcept
+{
+    return static_cast<EventLoop *>(loop)->uncancelable();
 }

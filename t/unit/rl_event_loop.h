@@ -20,6 +20,10 @@ void rl_event_loop_destroy(rl_loop_t *loop) RL_NOEXCEPT;
 /* how many lines the client logged that contain text */
 size_t rl_event_loop_logged(rl_loop_t *loop, const char *text) RL_NOEXCEPT;
 
+/* how many timers that are not cancelable are armed: those that would keep
+ * a gracefully exiting nginx worker waiting */
+size_t rl_event_loop_uncancelable(rl_loop_t *loop) RL_NOEXCEPT;
+
 #ifdef __cplusplus
 }
 #endif

@@ -2271,6 +2271,76 @@ test_a_cancelled_check_is_never_called_back(void **state)
 }
 
 
+/* a callback that also notes the timers armed when it came */
+typedef struct {
+    result_t    r;
+    rl_loop_t  *loop;
+    size_t      uncancelable;
+} probe_t;
+
+
+static void
+on_done_probe(void *data, const rl_verdict_t *v)
+{
+    probe_t  *p = data;
+
+    on_done(&p->r, v);
+    p->uncancelable = rl_event_loop_uncancelable(p->loop);
+}
+
+
+/*
+ * A worker shutting down gracefully waits for the checks of requests still
+ * waiting (their timer is not cancelable), never for checks nobody waits
+ * for.  Here the last waiting check is answered while a cancelled one, sent
+ * in the same command, is still queued: from that callback on, only
+ * cancelable timers are armed.
+ */
+static void
+test_a_cancelled_check_left_queued_does_not_hold_an_exiting_worker(
+    void **state)
+{
+    fixture_t       *f = *state;
+    probe_t          a;
+    result_t         rb;
+    rl_check_t      *b;
+    rl_limit_arg_t   l = { f->key, strlen(f->key), 10, 10000,
+                           RL_ALG_SLIDING_LOG, 0 };
+
+    if (!f->port) {
+        skip();
+    }
+
+    f->client = client(f, f->port, 10000);
+    assert_non_null(f->client);
+    wait_up(f, 2000);
+
+    memset(&a, 0, sizeof(a));
+    a.loop = f->loop;
+    a.uncancelable = 99;
+
+    assert_non_null(rl_check_start(f->client, &l, 1, on_done_probe, &a,
+                                   &a.r.v));
+    b = start(f, f->key, 10, 10000, &rb);
+    assert_non_null(b);
+
+    /* both go out in one command, then b's request leaves */
+    event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    rl_check_cancel(b);
+    assert_int_equal(rl_event_loop_uncancelable(f->loop), 1);
+
+    wait_for(f, &a.r, 2000);
+    assert_int_equal(a.r.calls, 1);
+    assert_int_equal(a.r.v.error, RL_OK);
+    assert_int_equal(a.uncancelable, 0);
+
+    run_for(f, 100);
+    assert_int_equal(rb.calls, 0);
+    assert_int_equal(zcard(f, f->key), 2);
+    assert_int_equal(rl_event_loop_uncancelable(f->loop), 0);
+}
+
+
 static void
 test_destroying_the_client_drops_checks_in_flight(void **state)
 {
@@ -2540,6 +2610,9 @@ main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             test_a_cancelled_check_is_never_called_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_cancelled_check_left_queued_does_not_hold_an_exiting_worker,
+            setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_destroying_the_client_drops_checks_in_flight, setup,
             teardown),
