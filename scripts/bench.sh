@@ -242,6 +242,10 @@ if [ -z "$lua_skip" ]; then
     [ -n "$lua_load" ] || lua_skip="no load_module lines in /usr/share/nginx/modules-available/"
 fi
 if [ -z "$lua_skip" ]; then
+    # the cosocket pool keeps an idle connection for every client connection
+    # (64 at least): with fewer, wrk's connections beyond the pool would make
+    # the peer close and open a Redis connection per request
+    peer_pool=$(( conns > 64 ? conns : 64 ))
     add_config openresty peer - "OpenResty-style: lua-resty-redis EVALSHA"
     mkdir -p "${dir[openresty]}/lua"
     cp "$here/openresty_peer.lua" "${dir[openresty]}/lua/bench_peer.lua"
@@ -251,7 +255,7 @@ if [ -z "$lua_skip" ]; then
             access_by_lua_block {
                 require(\"bench_peer\").access(\"127.0.0.1\", $redis_port,
                     \"bench_lua:\" .. ngx.var.remote_addr .. \":peer\",
-                    1000000000, 3600000)
+                    1000000000, 3600000, $peer_pool)
             }"
     if ! "$nginx" -t -q -p "${dir[openresty]}/" -c conf/nginx.conf \
             > "$tmp/lua.err" 2>&1; then

@@ -97,8 +97,10 @@ local function hex(s)
     end))
 end
 
--- access_by_lua: check KEY against REQUESTS per WINDOW_MS in Redis at HOST:PORT
-function _M.access(host, port, key, requests, window_ms)
+-- access_by_lua: check KEY against REQUESTS per WINDOW_MS in Redis at
+-- HOST:PORT; POOL idle connections are kept (as many as the requests that
+-- can be in flight at once, so that none is closed only to be opened again)
+function _M.access(host, port, key, requests, window_ms, pool)
     if sha == nil then
         sha = hex(ngx.sha1_bin(script))
     end
@@ -137,7 +139,7 @@ function _M.access(host, port, key, requests, window_ms)
         return
     end
 
-    red:set_keepalive(60000, 64)
+    red:set_keepalive(60000, pool or 64)
 
     if res[1] == 0 then
         local retry = math.ceil((tonumber(res[6]) or 0) / 1000)
