@@ -139,7 +139,7 @@ function _M.access(host, port, key, requests, window_ms, pool)
         return
     end
 
-    red:set_keepalive(60000, pool or 64)
+    red:set_keepalive(60000, pool)
 
     if res[1] == 0 then
         local retry = math.ceil((tonumber(res[6]) or 0) / 1000)
